@@ -1,0 +1,28 @@
+# The two commands of a fresh machine: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+# torch is pinned in the same pip command as everything else so that nothing drags in a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bitprism search --workload digits-cnn --trials 40 --workers 2 \
+		--store sqlite:///bitprism.db --job-id demo-digits --export out/best.onnx --max-drop 1.0
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check bitprism tests
+	$(BIN)/mypy bitprism
+
+clean:
+	rm -rf out bitprism.db bitprism.db-wal bitprism.db-shm

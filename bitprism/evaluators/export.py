@@ -1,0 +1,50 @@
+"""Candidate -> ONNX: export the fp32 model once, then lower each compressed layer into it."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping
+
+import onnx
+import torch
+
+from bitprism.evaluators.compress import CompressedLayer
+from bitprism.kernels.base import KernelBackend
+from bitprism.spaces.layer import LayerInfo
+from bitprism.workloads.base import Workload, as_tuple
+
+
+def export_base(workload: Workload) -> bytes:
+    """The fp32 model as ONNX bytes, batch dimension dynamic, weights embedded.
+
+    Exported once per job: every candidate is derived from this graph by :func:`lower_candidate`,
+    which is much cheaper than exporting each candidate.
+    """
+    inputs = as_tuple(workload.example_inputs)
+    dynamic = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            workload.model.eval(), inputs, dynamo=True, dynamic_shapes=dynamic,
+            external_data=False, verbose=False, optimize=True,
+        )  # fmt: skip
+    if program is None:
+        raise RuntimeError(f"workload {workload.name!r}: torch.onnx.export returned nothing")
+    buffer = io.BytesIO()
+    onnx.save_model(program.model_proto, buffer)
+    return buffer.getvalue()
+
+
+def lower_candidate(
+    base_onnx: bytes,
+    layers: tuple[LayerInfo, ...],
+    compressed: Mapping[str, CompressedLayer],
+    backend: KernelBackend,
+) -> onnx.ModelProto:
+    """The base graph with every compressed layer rewritten in the backend's real form."""
+    model = onnx.load_model_from_string(base_onnx)
+    for layer in layers:
+        if layer.name in compressed:
+            backend.lower(model, layer, compressed[layer.name])
+    return model

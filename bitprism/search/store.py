@@ -1,0 +1,243 @@
+"""The SQL store: the single source of truth for jobs, trials, choices, metrics and artifacts.
+
+One writer per job (the search driver); readers (CLI, dashboard) get plain records, never ORM
+objects. SQLite runs in WAL mode so readers do not block the writer. Optuna's RDB storage
+lives on the same URL (:func:`optuna_storage`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from bitprism.search.schema import (
+    Artifact,
+    Job,
+    JobStatus,
+    LayerChoiceRow,
+    Metric,
+    Trial,
+    TrialRole,
+    TrialState,
+)
+from bitprism.spaces.candidate import Candidate
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as readers see it."""
+
+    number: int | None
+    role: TrialRole
+    state: TrialState
+    candidate: Candidate
+    metrics: dict[str, float] = field(default_factory=dict)
+    verified: bool | None = None
+    error: str | None = None
+    artifact: ArtifactRecord | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    workload: str
+    status: JobStatus
+    spec: dict[str, Any]
+    space: dict[str, Any] | None
+    study_name: str
+    error: str | None
+    created_at: dt.datetime
+
+
+class Store:
+    """Access to one bitprism database; creates or migrates its schema on open."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        _migrate(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def create_job(self, job_id: str, workload: str, spec: Mapping[str, Any], study_name: str) -> None:
+        with self._session() as s:
+            if s.get(Job, job_id) is not None:
+                raise ValueError(f"job {job_id!r} already exists in {self.url}")
+            s.add(Job(id=job_id, workload=workload, status=JobStatus.PENDING, spec=dict(spec),
+                      study_name=study_name))  # fmt: skip
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._session() as s:
+            job = s.get(Job, job_id)
+            return None if job is None else _job_record(job)
+
+    def jobs(self) -> list[JobRecord]:
+        with self._session() as s:
+            return [_job_record(j) for j in s.scalars(select(Job).order_by(Job.created_at))]
+
+    def update_job(self, job_id: str, *, status: JobStatus | None = None,
+                   space: dict[str, Any] | None = None, error: str | None = None) -> None:  # fmt: skip
+        with self._session() as s:
+            job = _get_job(s, job_id)
+            if status is not None:
+                job.status = status
+            if space is not None:
+                job.space = space
+            job.error = error
+
+    def add_artifact(self, job_id: str, kind: str, artifact: ArtifactRecord) -> None:
+        """Record a job-level file (e.g. the fp32 base export)."""
+        with self._session() as s:
+            s.add(Artifact(job_id=job_id, kind=kind, path=artifact.path, sha256=artifact.sha256,
+                           bytes=artifact.bytes))  # fmt: skip
+
+    def start_trial(self, job_id: str, number: int | None, role: TrialRole, candidate: Candidate) -> int:
+        """Insert a running trial with its per-layer choices; returns its row id."""
+        with self._session() as s:
+            _get_job(s, job_id)
+            trial = Trial(job_id=job_id, number=number, role=role, state=TrialState.RUNNING,
+                          candidate_hash=candidate.digest())  # fmt: skip
+            trial.choices = [
+                LayerChoiceRow(layer=name, weight_bits=c.weight_bits, sparsity=c.sparsity,
+                               rank_fraction=c.rank_fraction)  # fmt: skip
+                for name, c in candidate
+            ]
+            s.add(trial)
+            s.flush()
+            return trial.id
+
+    def complete_trial(self, trial_id: int, metrics: Mapping[str, float], verified: bool,
+                       artifact: ArtifactRecord | None, note: str | None = None) -> None:  # fmt: skip
+        with self._session() as s:
+            trial = _get_trial(s, trial_id)
+            trial.state = TrialState.COMPLETE
+            trial.verified = verified
+            trial.error = note
+            trial.finished_at = dt.datetime.now(dt.UTC)
+            trial.metrics = [Metric(name=k, value=float(v)) for k, v in sorted(metrics.items())]
+            if artifact is not None:
+                s.add(Artifact(job_id=trial.job_id, trial_id=trial.id, kind="onnx",
+                               path=artifact.path, sha256=artifact.sha256, bytes=artifact.bytes))  # fmt: skip
+
+    def end_trial(self, trial_id: int, state: TrialState, error: str) -> None:
+        """Mark a trial failed or interrupted, keeping the error text."""
+        with self._session() as s:
+            trial = _get_trial(s, trial_id)
+            trial.state = state
+            trial.error = error
+            trial.finished_at = dt.datetime.now(dt.UTC)
+
+    def running_trials(self, job_id: str) -> list[tuple[int, int | None]]:
+        """(row id, Optuna number) of trials left running, e.g. by a killed driver."""
+        with self._session() as s:
+            rows = s.execute(select(Trial.id, Trial.number).where(
+                Trial.job_id == job_id, Trial.state == TrialState.RUNNING))  # fmt: skip
+            return [(row.id, row.number) for row in rows]
+
+    def trials(self, job_id: str) -> list[TrialRecord]:
+        """All trials of a job, reference first, then by Optuna number."""
+        with self._session() as s:
+            query = (
+                select(Trial)
+                .where(Trial.job_id == job_id)
+                .options(selectinload(Trial.choices), selectinload(Trial.metrics),
+                         selectinload(Trial.artifacts))  # fmt: skip
+                .order_by(Trial.number.is_not(None), Trial.number, Trial.id)
+            )
+            return [_trial_record(t) for t in s.scalars(query)]
+
+
+def optuna_storage(url: str) -> Any:
+    """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **_engine_kwargs(url))
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring the schema to the newest alembic revision (idempotent)."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id!r}")
+    return job
+
+
+def _get_trial(session: Session, trial_id: int) -> Trial:
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise KeyError(f"no trial row {trial_id}")
+    return trial
+
+
+def _job_record(job: Job) -> JobRecord:
+    return JobRecord(id=job.id, workload=job.workload, status=job.status, spec=job.spec,
+                     space=job.space, study_name=job.study_name, error=job.error,
+                     created_at=job.created_at)  # fmt: skip
+
+
+def _trial_record(trial: Trial) -> TrialRecord:
+    onnx = [a for a in trial.artifacts if a.kind == "onnx"]
+    return TrialRecord(
+        number=trial.number,
+        role=trial.role,
+        state=trial.state,
+        candidate=Candidate.from_dict({c.layer: {"weight_bits": c.weight_bits, "sparsity": c.sparsity,
+                                                 "rank_fraction": c.rank_fraction}
+                                       for c in trial.choices}),  # fmt: skip
+        metrics={m.name: m.value for m in trial.metrics},
+        verified=trial.verified,
+        error=trial.error,
+        artifact=ArtifactRecord(onnx[0].path, onnx[0].sha256, onnx[0].bytes) if onnx else None,
+    )

@@ -1,0 +1,78 @@
+"""Knob kinds: each says which values one field of ``LayerChoice`` may take for a layer.
+
+Adding a knob is one decorated class here plus a ``LayerChoice`` field; the space and the
+Optuna distributions pick it up from the registry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+from bitprism.kernels.base import KernelBackend
+from bitprism.spaces.candidate import OFF_BITS, RANK_FRACTIONS, SPARSITIES
+from bitprism.spaces.layer import LayerInfo
+
+Value = int | float
+
+
+class Knob(ABC):
+    """One per-layer degree of freedom."""
+
+    field: ClassVar[str]
+
+    @abstractmethod
+    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+        """Values offered for ``layer``; the first is the no-compression value."""
+
+
+KNOBS: dict[str, Knob] = {}
+
+
+def register_knob(cls: type[Knob]) -> type[Knob]:
+    """Class decorator adding a knob kind to the registry under its ``field``."""
+    KNOBS[cls.field] = cls()
+    return cls
+
+
+@register_knob
+class WeightBits(Knob):
+    """Weight bit width, limited to what the backend has a kernel for on this layer type."""
+
+    field = "weight_bits"
+
+    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+        bits = set(backend.weight_bits(layer)) | {OFF_BITS}
+        return tuple(sorted(bits, reverse=True))
+
+
+@register_knob
+class Sparsity(Knob):
+    """Unstructured magnitude sparsity."""
+
+    field = "sparsity"
+
+    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+        return SPARSITIES
+
+
+@register_knob
+class RankFraction(Knob):
+    """Truncated-SVD rank; only fractions whose two factors hold fewer weights than the layer."""
+
+    field = "rank_fraction"
+
+    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+        if not backend.supports_low_rank(layer):
+            return (1.0,)
+        full = layer.in_features * layer.out_features
+        saving: Callable[[float], bool] = (
+            lambda f: low_rank(layer, f) * (layer.in_features + layer.out_features) < full
+        )
+        return tuple(f for f in RANK_FRACTIONS if f == 1.0 or saving(f))
+
+
+def low_rank(layer: LayerInfo, rank_fraction: float) -> int:
+    """The rank kept for ``rank_fraction`` of ``layer``'s full rank (at least 1)."""
+    return max(1, round(rank_fraction * min(layer.in_features, layer.out_features)))

@@ -1,0 +1,130 @@
+"""SearchSpace = layers x knobs, restricted by the backend and the user's overrides.
+
+The Optuna distributions are derived from here, so the driver never lists choices itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.distributions import CategoricalDistribution
+
+from bitprism.kernels.base import KernelBackend
+from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.spaces.knobs import KNOBS, Value
+from bitprism.spaces.layer import LayerInfo
+
+Overrides = Mapping[str, Mapping[str, Sequence[Value]]]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-layer, per-knob tuples of allowed values (first value = leave as is)."""
+
+    layers: tuple[LayerInfo, ...]
+    choices: tuple[tuple[str, tuple[tuple[str, tuple[Value, ...]], ...]], ...]
+
+    def values(self, layer: str, knob: str) -> tuple[Value, ...]:
+        for name, knobs in self.choices:
+            if name == layer:
+                return dict(knobs)[knob]
+        raise KeyError(layer)
+
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        """One categorical distribution per (layer, knob) that has more than one value."""
+        dists = {}
+        for layer, knobs in self.choices:
+            for knob, values in knobs:
+                if len(values) > 1:
+                    dists[param_name(layer, knob)] = CategoricalDistribution(values)
+        return dists
+
+    def candidate(self, params: Mapping[str, Any]) -> Candidate:
+        """The candidate an Optuna trial's params describe (missing = the knob's only value)."""
+        layers = {}
+        for layer, knobs in self.choices:
+            fields = {knob: params.get(param_name(layer, knob), values[0]) for knob, values in knobs}
+            layers[layer] = LayerChoice(**fields)
+        return Candidate.from_dict(layers)
+
+    def params(self, candidate: Candidate) -> dict[str, Value]:
+        """Inverse of :meth:`candidate`, for ``study.enqueue_trial``."""
+        dists = self.distributions()
+        out: dict[str, Value] = {}
+        for layer, choice in candidate:
+            for knob in KNOBS:
+                key = param_name(layer, knob)
+                if key in dists:
+                    out[key] = getattr(choice, knob)
+        return out
+
+    def baseline(self) -> Candidate:
+        """The uncompressed model as a candidate."""
+        return Candidate.from_dict({layer.name: LayerChoice() for layer in self.layers})
+
+    def size(self) -> int:
+        """Number of distinct candidates."""
+        total = 1
+        for dist in self.distributions().values():
+            total *= len(dist.choices)
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "choices": {layer: {k: list(v) for k, v in knobs} for layer, knobs in self.choices},
+        }
+
+
+def param_name(layer: str, knob: str) -> str:
+    """The Optuna parameter name of one knob of one layer."""
+    return f"{layer}:{knob}"
+
+
+def build_space(
+    layers: Sequence[LayerInfo], backend: KernelBackend, overrides: Overrides | None = None
+) -> SearchSpace:
+    """Offer each layer what the backend runs, then narrow by ``overrides``.
+
+    Overrides map a layer name or glob (``"head.*"``) to ``{knob: [values]}``. Every pattern
+    must match a layer and every value must be one the backend offers for it.
+
+    Raises:
+        ValueError: naming the override pattern, knob or value that is wrong.
+    """
+    overrides = overrides or {}
+    names = [layer.name for layer in layers]
+    for pattern in overrides:
+        if not fnmatch.filter(names, pattern):
+            raise ValueError(f"overrides[{pattern!r}] matches no layer; layers are {names}")
+    choices = []
+    for layer in layers:
+        knobs = {field: knob.choices(layer, backend) for field, knob in KNOBS.items()}
+        for pattern, restriction in overrides.items():
+            if fnmatch.fnmatchcase(layer.name, pattern):
+                knobs = _restrict(knobs, restriction, layer, pattern)
+        choices.append((layer.name, tuple(knobs.items())))
+    return SearchSpace(layers=tuple(layers), choices=tuple(choices))
+
+
+def _restrict(
+    knobs: dict[str, tuple[Value, ...]],
+    restriction: Mapping[str, Sequence[Value]],
+    layer: LayerInfo,
+    pattern: str,
+) -> dict[str, tuple[Value, ...]]:
+    out = dict(knobs)
+    for knob, wanted in restriction.items():
+        if knob not in knobs:
+            raise ValueError(f"overrides[{pattern!r}]: unknown knob {knob!r}; knobs: {list(KNOBS)}")
+        bad = [v for v in wanted if v not in knobs[knob]]
+        if bad or not wanted:
+            raise ValueError(
+                f"overrides[{pattern!r}].{knob}: {bad or 'empty list'} not available for layer "
+                f"{layer.name!r} ({layer.kind.value}); allowed: {list(knobs[knob])}"
+            )
+        out[knob] = tuple(v for v in knobs[knob] if v in wanted)
+    return out

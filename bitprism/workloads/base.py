@@ -1,0 +1,60 @@
+"""The Workload bundle: what a user hands bitprism (a model, its metric and its inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+@dataclass
+class Workload:
+    """A model together with how to judge it.
+
+    Attributes:
+        name: Short name, used in job ids and reports.
+        model: The fp32 ``nn.Module`` to compress; never modified by bitprism.
+        evaluate: ``evaluate(model) -> float``, higher is better, in the metric's own points
+            (e.g. accuracy in percent). It is called on PyTorch candidates *and* on an
+            ``nn.Module`` that runs the exported ONNX file, so it must only call ``model(...)``.
+        example_inputs: One batch as the deployed model sees it; exported with a dynamic
+            first (batch) dimension and used to time latency.
+        calibration: A few input batches, used to check ONNX/PyTorch parity.
+
+    Example:
+        >>> Workload(name="mlp", model=net, evaluate=lambda m: 99.0,
+        ...          example_inputs=torch.randn(8, 64), calibration=[torch.randn(8, 64)])
+    """
+
+    name: str
+    model: nn.Module
+    evaluate: Callable[[nn.Module], float]
+    example_inputs: Inputs
+    calibration: Sequence[Inputs] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("Workload.name must be a non-empty string")
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(f"Workload.model must be an nn.Module, got {type(self.model)!r}")
+        if not callable(self.evaluate):
+            raise ValueError("Workload.evaluate must be callable: evaluate(model) -> float")
+        for tensor in as_tuple(self.example_inputs):
+            if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0:
+                raise ValueError("Workload.example_inputs must be tensors with a batch dimension")
+            if tensor.shape[0] < 2:
+                raise ValueError(
+                    "Workload.example_inputs needs a batch of >= 2 so that the exported "
+                    "batch dimension stays dynamic"
+                )
+        if not self.calibration:
+            self.calibration = [self.example_inputs]
+
+
+def as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:
+    """Positional model inputs as a tuple, whether one tensor or several were given."""
+    return inputs if isinstance(inputs, tuple) else (inputs,)
