@@ -1,0 +1,97 @@
+"""Evaluate one candidate end to end: compress, lower to ONNX, time, score, check parity.
+
+Pure with respect to the store: it returns a :class:`TrialOutcome` and writes only the
+content-addressed ONNX file it timed, so a killed worker loses nothing the driver recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bitprism.config import LatencySpec
+from bitprism.evaluators.accuracy import parity, score
+from bitprism.evaluators.compress import compress_model
+from bitprism.evaluators.export import lower_candidate
+from bitprism.evaluators.latency import measure_latency
+from bitprism.evaluators.runtime import OrtModule, make_session
+from bitprism.kernels.base import get_backend
+from bitprism.kernels.onnx_graph import initializer_bytes
+from bitprism.spaces.candidate import Candidate
+from bitprism.spaces.layer import LayerInfo
+from bitprism.workloads.base import Workload, as_tuple
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What every trial of a job shares; shipped to each worker once."""
+
+    workload: Workload
+    layers: tuple[LayerInfo, ...]
+    base_onnx: bytes
+    backend: str
+    artifact_dir: str
+    latency: LatencySpec
+    parity_tolerance: float
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """Measured metrics, whether the ONNX file was verified, and where it is."""
+
+    metrics: dict[str, float]
+    verified: bool
+    onnx_path: str
+    onnx_sha256: str
+    onnx_bytes: int
+    note: str | None = None
+
+
+def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
+    """Measure ``candidate`` exactly as it would be deployed."""
+    torch.set_num_threads(ctx.latency.threads)
+    torch_model, compressed = compress_model(ctx.workload.model, ctx.layers, candidate)
+    model = lower_candidate(ctx.base_onnx, ctx.layers, compressed, get_backend(ctx.backend))
+    data = model.SerializeToString()
+    path, sha256 = write_artifact(Path(ctx.artifact_dir), data)
+    session = make_session(data, ctx.latency.threads)
+    latency = measure_latency(
+        session, as_tuple(ctx.workload.example_inputs), ctx.latency.warmup, ctx.latency.repeats
+    )
+    onnx_module = OrtModule(session)
+    accuracy = score(ctx.workload, onnx_module)
+    accuracy_torch = score(ctx.workload, torch_model)
+    check = parity(torch_model, onnx_module, ctx.workload.calibration)
+    verified = check.rel_err <= ctx.parity_tolerance
+    metrics = {
+        "accuracy": accuracy,
+        "accuracy_torch": accuracy_torch,
+        "latency_ms": latency.median_ms,
+        "latency_p10_ms": latency.p10_ms,
+        "latency_p90_ms": latency.p90_ms,
+        "weight_bytes": float(initializer_bytes(model)),
+        "file_bytes": float(len(data)),
+        "parity_max_abs_err": check.max_abs_err,
+        "parity_rel_err": check.rel_err,
+    }
+    note = None if verified else (
+        f"not verified: ONNX output differs from PyTorch by {check.rel_err:.1%} of its range "
+        f"(tolerance {ctx.parity_tolerance:.1%})"
+    )  # fmt: skip
+    return TrialOutcome(metrics, verified, str(path), sha256, len(data), note)
+
+
+def write_artifact(folder: Path, data: bytes) -> tuple[Path, str]:
+    """Store ``data`` as ``<sha256>.onnx`` in ``folder`` (atomically; equal files shared)."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sha256}.onnx"
+    if not path.exists():
+        tmp = folder / f".{sha256}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path.resolve(), sha256

@@ -1,0 +1,68 @@
+"""A rich progress bar for a running search: trials done, failures, best accuracy so far."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class SearchProgress:
+    """Context manager around one rich progress task; silent when ``enabled`` is False."""
+
+    def __init__(self, job_id: str, total: int, completed: int, enabled: bool = True) -> None:
+        self.failed = 0
+        self.unverified = 0
+        self.best_accuracy: float | None = None
+        self.reference: float | None = None
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
+        )  # fmt: skip
+        self._task = self._progress.add_task(
+            f"search {job_id}", total=total, completed=min(completed, total), status=""
+        )
+
+    def __enter__(self) -> SearchProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self._progress.__exit__(kind, value, tb)
+
+    def advance(self, is_trial: bool, metrics: Mapping[str, float] | None = None,
+                verified: bool = True, failed: bool = False) -> None:  # fmt: skip
+        """Count one finished evaluation (the fp32 reference updates the status only)."""
+        if failed:
+            self.failed += 1
+        elif metrics is not None and not is_trial:
+            self.reference = metrics["accuracy"]
+        elif metrics is not None:
+            self.unverified += not verified
+            if verified:
+                accuracy = metrics["accuracy"]
+                self.best_accuracy = max(self.best_accuracy or accuracy, accuracy)
+        self._progress.update(self._task, advance=1 if is_trial else 0, status=self._status())
+
+    def _status(self) -> str:
+        parts = []
+        if self.reference is not None:
+            parts.append(f"fp32 {self.reference:.2f}")
+        if self.best_accuracy is not None:
+            parts.append(f"best {self.best_accuracy:.2f}")
+        if self.failed:
+            parts.append(f"[red]{self.failed} failed[/red]")
+        if self.unverified:
+            parts.append(f"[yellow]{self.unverified} unverified[/yellow]")
+        return "  ".join(parts)
