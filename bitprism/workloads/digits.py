@@ -18,7 +18,7 @@ from bitprism.workloads.base import Workload
 from bitprism.workloads.registry import register_workload
 
 _SEED = 0
-_CACHE_VERSION = "v1"
+_CACHE_VERSION = "v2"
 
 
 class DigitsCNN(nn.Module):
@@ -68,6 +68,10 @@ def train_digits_cnn(x: torch.Tensor, y: torch.Tensor, epochs: int = 40) -> Digi
     torch.manual_seed(_SEED)
     model = DigitsCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    batches_per_epoch = (len(y) + 63) // 64
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=6e-3, total_steps=epochs * batches_per_epoch
+    )
     generator = torch.Generator().manual_seed(_SEED)
     model.train()
     for _ in range(epochs):
@@ -76,6 +80,7 @@ def train_digits_cnn(x: torch.Tensor, y: torch.Tensor, epochs: int = 40) -> Digi
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
             loss.backward()
             optimizer.step()
+            schedule.step()
     return model.eval()
 
 
