@@ -19,7 +19,9 @@ def export_base(workload: Workload) -> bytes:
     """The fp32 model as ONNX bytes, batch dimension dynamic, weights embedded.
 
     Exported once per job: every candidate is derived from this graph by :func:`lower_candidate`,
-    which is much cheaper than exporting each candidate.
+    which is much cheaper than exporting each candidate. The exporter's own optimiser is off: it
+    folds ``Transpose(weight)`` into anonymous initializers, losing the layer names the lowering
+    needs; onnxruntime folds the same constants when it loads the file.
     """
     inputs = as_tuple(workload.example_inputs)
     dynamic = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
@@ -27,7 +29,7 @@ def export_base(workload: Workload) -> bytes:
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             workload.model.eval(), inputs, dynamo=True, dynamic_shapes=dynamic,
-            external_data=False, verbose=False, optimize=True,
+            external_data=False, verbose=False, optimize=False,
         )  # fmt: skip
     if program is None:
         raise RuntimeError(f"workload {workload.name!r}: torch.onnx.export returned nothing")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 
 from bitprism.workloads.base import Workload
@@ -42,6 +44,8 @@ def resolve_workload(ref: str) -> Workload:
             "nor a 'package.module:factory' path"
         )
     module_name, _, attr = ref.partition(":")
+    if os.getcwd() not in sys.path:  # like `python -m`: the user's project is importable
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

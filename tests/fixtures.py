@@ -1,0 +1,56 @@
+"""Tiny real models and workloads shared by the tests (importable as ``tests.fixtures:...``)."""
+
+from __future__ import annotations
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from bitprism.workloads.base import Workload
+
+
+class TokenMLP(nn.Module):
+    """Linear layers on (batch, tokens, features) input: exports as MatMul, not Gemm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(64, 96)
+        self.down = nn.Linear(96, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x))).mean(dim=1)
+
+
+def _digits_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_digits()
+    x = torch.tensor(data.data[:400], dtype=torch.float32).div(16.0).reshape(400, 1, 64)
+    return x.repeat(1, 3, 1), torch.tensor(data.target[:400])
+
+
+def token_mlp() -> Workload:
+    """A quickly trained 3-D-input MLP on digits: a second, transformer-shaped model."""
+    x, y = _digits_tokens()
+    torch.manual_seed(0)
+    model = TokenMLP()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    model.eval()
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return float((m(x).argmax(-1) == y).float().mean() * 100)
+
+    return Workload("token-mlp", model, evaluate, example_inputs=x[:16], calibration=[x[:64]])
+
+
+def exploding() -> Workload:
+    """A workload whose metric always raises: every trial must be recorded as failed."""
+    workload = token_mlp()
+
+    def evaluate(m: nn.Module) -> float:
+        raise RuntimeError("metric exploded on purpose")
+
+    return Workload("exploding", workload.model, evaluate, workload.example_inputs)

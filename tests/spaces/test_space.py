@@ -1,0 +1,70 @@
+"""The search space: discovery, backend limits, overrides, candidates and Optuna distributions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bitprism.kernels.base import get_backend
+from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.spaces.layer import LayerInfo, LayerKind, discover_layers
+from bitprism.spaces.space import build_space, param_name
+
+BACKEND = get_backend("ort-cpu")
+
+
+def test_discovers_conv_and_linear_layers(digits) -> None:
+    layers = discover_layers(digits.model)
+    assert [(l.name, l.kind) for l in layers] == [
+        ("features.0", LayerKind.CONV2D), ("features.2", LayerKind.CONV2D),
+        ("head.1", LayerKind.LINEAR), ("head.3", LayerKind.LINEAR), ("head.5", LayerKind.LINEAR),
+    ]  # fmt: skip
+    assert layers[1].in_features == 32 * 9
+    assert LayerInfo.from_dict(json.loads(json.dumps(layers[2].to_dict()))) == layers[2]
+
+
+def test_space_follows_backend_and_rank_savings(digits) -> None:
+    space = build_space(discover_layers(digits.model), BACKEND)
+    assert space.values("features.2", "weight_bits") == (16, 8)
+    assert space.values("head.1", "weight_bits") == (16, 8, 4, 2)
+    assert space.values("features.2", "rank_fraction") == (1.0,)
+    assert space.values("head.1", "rank_fraction") == (1.0, 0.5, 0.25)
+    dists = space.distributions()
+    assert param_name("features.2", "rank_fraction") not in dists  # single value: fixed
+    assert dists[param_name("head.1", "sparsity")].choices == (0.0, 0.25, 0.5, 0.75)
+
+
+def test_square_layer_gets_no_useless_rank(digits) -> None:
+    square = LayerInfo("sq", LayerKind.LINEAR, (64, 64), True)
+    space = build_space([square], BACKEND)
+    assert space.values("sq", "rank_fraction") == (1.0, 0.25)  # 0.5 keeps as many weights
+
+
+def test_overrides_restrict_and_validate(digits) -> None:
+    layers = discover_layers(digits.model)
+    space = build_space(layers, BACKEND, {"head.*": {"weight_bits": [8, 4]}, "features.0": {"sparsity": [0]}})
+    assert space.values("head.3", "weight_bits") == (8, 4)
+    assert space.values("features.0", "sparsity") == (0.0,)
+    with pytest.raises(ValueError, match=r"overrides\['nope\.\*'\] matches no layer"):
+        build_space(layers, BACKEND, {"nope.*": {"weight_bits": [8]}})
+    with pytest.raises(ValueError, match=r"overrides\['features\.0'\]\.weight_bits: \[4\] not available"):
+        build_space(layers, BACKEND, {"features.0": {"weight_bits": [4]}})
+
+
+def test_candidate_round_trips_and_hashes(digits) -> None:
+    space = build_space(discover_layers(digits.model), BACKEND)
+    params = {name: dist.choices[-1] for name, dist in space.distributions().items()}
+    candidate = space.candidate(params)
+    assert space.params(candidate) == params
+    again = Candidate.from_dict(json.loads(candidate.to_json()))
+    assert again == candidate and again.digest() == candidate.digest()
+    assert candidate["head.1"] == LayerChoice(weight_bits=2, sparsity=0.75, rank_fraction=0.25)
+    assert space.baseline().digest() != candidate.digest()
+    assert all(choice.is_identity for _, choice in space.baseline())
+
+
+@pytest.mark.parametrize("bad", [{"weight_bits": 5}, {"sparsity": 1.0}, {"rank_fraction": 0}, {"bits": 4}])
+def test_bad_choices_name_the_field(bad: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        Candidate.from_dict({"fc": bad})
