@@ -13,8 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The subpackage ``bitprism.search`` and the function ``bitprism.search()`` share a name. Loading
+# the (empty) subpackage first and binding the function after keeps the function: importing its
+# submodules later never rebinds this module's attribute.
+import bitprism.search as _search_package  # noqa: E402,F401
+
 if TYPE_CHECKING:
-    from bitprism.api import load_result, search
+    from bitprism.api import load_result
     from bitprism.config import JobSpec, Objective
     from bitprism.results import ExportReport, ParetoPoint, SearchResult
     from bitprism.workloads.base import Workload
@@ -25,11 +30,18 @@ __all__ = [
 ]  # fmt: skip
 
 _WHERE = {
-    "search": "bitprism.api", "load_result": "bitprism.api", "JobSpec": "bitprism.config",
+    "load_result": "bitprism.api", "JobSpec": "bitprism.config",
     "Objective": "bitprism.config", "ExportReport": "bitprism.results",
     "ParetoPoint": "bitprism.results", "SearchResult": "bitprism.results",
     "Workload": "bitprism.workloads.base",
 }  # fmt: skip
+
+
+def search(workload: Any, spec: Any = None, **kwargs: Any) -> SearchResult:
+    """Run (or resume) a compression search; see :func:`bitprism.api.search`."""
+    from bitprism.api import search as run
+
+    return run(workload, spec, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -64,9 +64,9 @@ class RayPool:
         tag = self._inflight.pop(ref)
         try:
             return Done(tag, value=ray.get(ref))
-        except RayTaskError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            return Done(tag, error=f"{type(cause).__name__}: {cause}\n{exc.traceback_str}")
+        except RayTaskError as exc:  # the remote function raised: first line says what, then where
+            cause = getattr(exc, "cause", None) or exc
+            return Done(tag, error=f"{type(cause).__name__}: {cause}\n{exc}")
         except RayError as exc:
             return Done(tag, error=f"{type(exc).__name__}: {exc}")
 

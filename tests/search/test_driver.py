@@ -1,0 +1,103 @@
+"""The search driver end to end on real models, Ray and a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bitprism.config import JobSpec, SpecError, build_spec
+from bitprism.search.driver import run_job
+from bitprism.search.schema import JobStatus, TrialRole, TrialState
+from bitprism.search.store import Store, optuna_storage
+from bitprism.spaces.candidate import Candidate
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
+
+
+def _spec(store_url: str, tmp_path: Path, **fields) -> JobSpec:  # type: ignore[no-untyped-def]
+    base = {"workload": "tests.fixtures:token_mlp", "trials": 4, "workers": 2, "store": store_url,
+            "output_dir": str(tmp_path / "runs"), "job_id": "job", "latency": {"repeats": 5}}  # fmt: skip
+    return build_spec({**base, **fields})
+
+
+def _search_numbers(store: Store) -> list[int]:
+    return [t.number for t in store.trials("job") if t.role is TrialRole.SEARCH and t.number is not None]
+
+
+def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path), progress=False)
+    store = Store(store_url)
+    trials = store.trials("job")
+    reference = [t for t in trials if t.role is TrialRole.REFERENCE]
+    assert len(reference) == 1 and reference[0].candidate.digest() == Candidate.from_dict(
+        {"up": {}, "down": {}}).digest()  # fmt: skip
+    searched = [t for t in trials if t.role is TrialRole.SEARCH]
+    assert len(searched) == 4 and all(t.state is TrialState.COMPLETE for t in searched)
+    for trial in trials:
+        assert {"accuracy", "latency_ms", "weight_bytes", "parity_rel_err"} <= set(trial.metrics)
+        assert trial.verified is True and Path(trial.artifact.path).is_file()  # type: ignore[union-attr]
+        assert trial.metrics["latency_p10_ms"] <= trial.metrics["latency_ms"] <= trial.metrics["latency_p90_ms"]
+    job = store.job("job")
+    assert job is not None and job.status is JobStatus.DONE and job.space is not None
+    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len(study.directions) == 3
+    assert study.trials[0].values[0] == searched[0].metrics["accuracy"]
+
+
+def test_resume_continues_without_duplicates(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path, trials=3), progress=False)
+    run_job(_spec(store_url, tmp_path, trials=3), progress=False)  # nothing left to do
+    store = Store(store_url)
+    assert _search_numbers(store) == [0, 1, 2]
+    run_job(_spec(store_url, tmp_path, trials=5), progress=False)
+    assert _search_numbers(store) == [0, 1, 2, 3, 4]
+    assert sum(t.role is TrialRole.REFERENCE for t in store.trials("job")) == 1
+    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    assert len(study.trials) == 5
+
+
+def test_resume_refuses_a_changed_search(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path, trials=1), progress=False)
+    with pytest.raises(SpecError, match="different seed"):
+        run_job(_spec(store_url, tmp_path, trials=2, seed=7), progress=False)
+
+
+def test_killed_driver_is_repaired_on_resume(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+    # What a driver killed mid-trial leaves: a running row and an Optuna trial never told.
+    store = Store(store_url)
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(store_url))
+    orphan = study.ask()
+    row = store.start_trial("job", orphan.number, TrialRole.SEARCH, Candidate.from_dict({}))
+    run_job(_spec(store_url, tmp_path, trials=4), progress=False)
+    states = {t.number: t.state for t in store.trials("job") if t.number is not None}
+    assert states[orphan.number] is TrialState.INTERRUPTED
+    assert sum(s is TrialState.COMPLETE for s in states.values()) == 4  # budget not spent on it
+    assert store.running_trials("job") == []
+    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    assert study.trials[orphan.number].state is optuna.trial.TrialState.FAIL
+    assert row > 0
+
+
+def test_failing_trials_are_recorded_and_the_job_goes_on(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path, workload="tests.fixtures:exploding", trials=3), progress=False)
+    store = Store(store_url)
+    trials = store.trials("job")
+    assert len(trials) == 4  # reference + 3 searched, none lost
+    assert all(t.state is TrialState.FAILED for t in trials)
+    assert all("metric exploded on purpose" in (t.error or "") for t in trials)
+    job = store.job("job")
+    assert job is not None and job.status is JobStatus.DONE
+    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    assert all(t.state is optuna.trial.TrialState.FAIL for t in study.trials)
+    assert "metric exploded" in study.trials[0].user_attrs["bitprism_error"]
+
+
+def test_bad_override_fails_before_anything_is_written(store_url, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"overrides\['nope'\] matches no layer"):
+        run_job(_spec(store_url, tmp_path, overrides={"nope": {"weight_bits": [8]}}), progress=False)
+    assert Store(store_url).jobs() == []
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,60 @@
+"""The SQL store on a real SQLite database (WAL), beside Optuna's own tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bitprism.search.schema import JobStatus, TrialRole, TrialState
+from bitprism.search.store import ArtifactRecord, Store, optuna_storage
+from bitprism.spaces.candidate import Candidate
+
+
+def test_round_trip_of_job_trial_choices_metrics_artifact(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_job("j1", "digits-cnn", {"trials": 3}, study_name="bitprism-j1")
+    candidate = Candidate.from_dict({"head.1": {"weight_bits": 4, "rank_fraction": 0.5},
+                                     "features.0": {"sparsity": 0.25}})  # fmt: skip
+    row = store.start_trial("j1", 0, TrialRole.SEARCH, candidate)
+    assert store.running_trials("j1") == [(row, 0)]
+    store.complete_trial(row, {"accuracy": 97.5, "latency_ms": 1.25}, True,
+                         ArtifactRecord("/x/a.onnx", "ab" * 32, 1234))  # fmt: skip
+    failed = store.start_trial("j1", 1, TrialRole.SEARCH, Candidate.from_dict({}))
+    store.end_trial(failed, TrialState.FAILED, "RuntimeError: boom")
+    store.update_job("j1", status=JobStatus.DONE, space={"layers": []})
+
+    reopened = Store(store_url)  # a second process sees the same
+    job = reopened.job("j1")
+    assert job is not None and job.status is JobStatus.DONE and job.spec == {"trials": 3}
+    first, second = reopened.trials("j1")
+    assert first.candidate == candidate and first.metrics == {"accuracy": 97.5, "latency_ms": 1.25}
+    assert first.verified is True and first.artifact == ArtifactRecord("/x/a.onnx", "ab" * 32, 1234)
+    assert second.state is TrialState.FAILED and second.error == "RuntimeError: boom"
+    assert reopened.running_trials("j1") == []
+
+
+def test_duplicate_job_and_trial_number_are_refused(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_job("j1", "w", {}, study_name="s")
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_job("j1", "w", {}, study_name="s")
+    store.start_trial("j1", 0, TrialRole.SEARCH, Candidate.from_dict({}))
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.start_trial("j1", 0, TrialRole.SEARCH, Candidate.from_dict({}))
+
+
+def test_shares_the_database_with_optuna_and_uses_wal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Store(url)
+    study = optuna.create_study(study_name="s", storage=optuna_storage(url), directions=["maximize"])
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    Store(url)  # migrating again is a no-op and leaves Optuna alone
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 2
+    connection = sqlite3.connect(tmp_path / "shared.db")
+    tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
+    assert {"bp_jobs", "bp_trials", "bp_layer_choices", "bp_metrics", "bp_artifacts"} <= tables
+    assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
+    assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"

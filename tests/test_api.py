@@ -1,0 +1,47 @@
+"""The Python API on an in-memory custom workload, and the import-time contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+
+import bitprism
+from bitprism.evaluators.runtime import OrtModule, make_session
+from bitprism.results import ExportError
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_url: str) -> None:
+    spec = bitprism.JobSpec(trials=6, workers=2, store=store_url, output_dir=tmp_path / "runs",
+                            job_id="api", latency={"repeats": 5})  # fmt: skip
+    result = bitprism.search(token_mlp, spec, progress=False)
+    assert result.job.workload == "token-mlp"
+    front = result.pareto
+    assert front and all(p.metrics["parity_rel_err"] <= spec.parity_tolerance for p in front)
+    accuracies = [p.accuracy for p in front]
+    assert accuracies == sorted(accuracies, reverse=True)
+    report = result.export(tmp_path / "best.onnx", max_drop=100.0)
+    assert report.path.is_file() and report.file_bytes == report.path.stat().st_size
+    assert report.file_bytes <= report.reference_file_bytes
+    session = make_session(report.path.read_bytes(), threads=1)
+    assert abs(token_mlp.evaluate(OrtModule(session)) - report.point.accuracy) <= 0.5
+    with pytest.raises(ExportError, match="must end in .onnx"):
+        result.export(tmp_path / "best.txt")
+    reopened = bitprism.load_result("api", store=store_url)
+    assert [p.number for p in reopened.pareto] == [p.number for p in front]
+    assert isinstance(ort.InferenceSession(str(report.path)), ort.InferenceSession)
+    assert torch.is_tensor(OrtModule(session)(token_mlp.example_inputs))
+
+
+def test_import_is_light_and_never_touches_cuda() -> None:
+    code = ("import sys, bitprism; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'ray' not in sys.modules; import bitprism.search.pareto; "
+            "assert callable(bitprism.search), 'bitprism.search is no longer the function'")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
