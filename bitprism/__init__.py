@@ -25,16 +25,25 @@ if TYPE_CHECKING:
     from bitprism.workloads.base import Workload
 
 __all__ = [
-    "ExportReport", "JobSpec", "Objective", "ParetoPoint", "SearchResult", "Workload",
-    "load_result", "search",
-]  # fmt: skip
+    "ExportReport",
+    "JobSpec",
+    "Objective",
+    "ParetoPoint",
+    "SearchResult",
+    "Workload",
+    "load_result",
+    "search",
+]
 
 _WHERE = {
-    "load_result": "bitprism.api", "JobSpec": "bitprism.config",
-    "Objective": "bitprism.config", "ExportReport": "bitprism.results",
-    "ParetoPoint": "bitprism.results", "SearchResult": "bitprism.results",
+    "load_result": "bitprism.api",
+    "JobSpec": "bitprism.config",
+    "Objective": "bitprism.config",
+    "ExportReport": "bitprism.results",
+    "ParetoPoint": "bitprism.results",
+    "SearchResult": "bitprism.results",
     "Workload": "bitprism.workloads.base",
-}  # fmt: skip
+}
 
 
 def search(workload: Any, spec: Any = None, **kwargs: Any) -> SearchResult:

@@ -9,8 +9,9 @@ from bitprism.results import SearchResult
 from bitprism.workloads.base import Workload
 
 
-def search(workload: Workload | str, spec: JobSpec | None = None, *, progress: bool = True,
-           **fields: Any) -> SearchResult:  # fmt: skip
+def search(
+    workload: Workload | str, spec: JobSpec | None = None, *, progress: bool = True, **fields: Any
+) -> SearchResult:
     """Run (or resume) a compression search and return its result.
 
     Args:

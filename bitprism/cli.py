@@ -12,12 +12,19 @@ from rich.table import Table
 
 from bitprism.config import Objective, Sampler, SpecError, build_spec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Search per-layer compression on real kernels; export verified ONNX.")  # fmt: skip
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Search per-layer compression on real kernels; export verified ONNX.",
+)
 console = Console()
 
-StoreOpt = Annotated[str, typer.Option("--store", envvar="BITPRISM_STORE",
-                                       help="Database URL (sqlite:///... or postgresql://...).")]  # fmt: skip
+StoreOpt = Annotated[
+    str,
+    typer.Option(
+        "--store", envvar="BITPRISM_STORE", help="Database URL (sqlite:///... or postgresql://...)."
+    ),
+]
 DEFAULT_STORE = "sqlite:///bitprism.db"
 
 
@@ -27,7 +34,9 @@ def search(
     workload: Annotated[str | None, typer.Option(help="Built-in name or pkg.mod:factory.")] = None,
     trials: Annotated[int | None, typer.Option(help="Trials to finish (resumes count).")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials evaluated at once.")] = None,
-    store: Annotated[str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL.")] = None,
+    store: Annotated[
+        str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL.")
+    ] = None,
     job_id: Annotated[str | None, typer.Option(help="Reuse to resume a job.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     sampler: Annotated[Sampler | None, typer.Option()] = None,
@@ -40,9 +49,17 @@ def search(
     from bitprism.config import JobSpec
     from bitprism.search.driver import run_job
 
-    flags = {"workload": workload, "trials": trials, "workers": workers, "store": store,
-             "job_id": job_id, "seed": seed, "sampler": sampler, "output_dir": output_dir}  # fmt: skip
-    updates = {k: v for k, v in flags.items() if v is not None}
+    flags = {
+        "workload": workload,
+        "trials": trials,
+        "workers": workers,
+        "store": store,
+        "job_id": job_id,
+        "seed": seed,
+        "sampler": sampler,
+        "output_dir": output_dir,
+    }
+    updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if max_drop is not None:
         updates["constraints"] = {"max_accuracy_drop": max_drop}
     try:
@@ -66,8 +83,10 @@ def status(job: str, store: StoreOpt = DEFAULT_STORE) -> None:
     counts: dict[str, int] = {}
     for trial in result.trials:
         counts[trial.state.value] = counts.get(trial.state.value, 0) + 1
-    console.print(f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
-                  f"{result.job.workload}, {result.spec.trials} trials asked")  # fmt: skip
+    console.print(
+        f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
+        f"{result.job.workload}, {result.spec.trials} trials asked"
+    )
     console.print("  " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     for trial in result.trials:
         if trial.error and trial.state.value == "failed":
@@ -103,7 +122,9 @@ def jobs(store: StoreOpt = DEFAULT_STORE) -> None:
 
     table = Table("job", "workload", "status", "created")
     for record in Store(store).jobs():
-        table.add_row(record.id, record.workload, record.status.value, f"{record.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(
+            record.id, record.workload, record.status.value, f"{record.created_at:%Y-%m-%d %H:%M}"
+        )
     console.print(table)
 
 
@@ -124,8 +145,15 @@ def _show_pareto(result: Any) -> None:
     for point in result.pareto:
         drop = f"{reference.accuracy - point.accuracy:+.2f}" if reference else "?"
         ratio = f"{reference.weight_bytes / point.weight_bytes:.2f}" if reference else "?"
-        table.add_row(point.label, f"{point.accuracy:.2f}", drop, f"{point.latency_ms:.3f}",
-                      f"{point.weight_bytes / 1024:.1f}", ratio, _summary(point))  # fmt: skip
+        table.add_row(
+            point.label,
+            f"{point.accuracy:.2f}",
+            drop,
+            f"{point.latency_ms:.3f}",
+            f"{point.weight_bytes / 1024:.1f}",
+            ratio,
+            _summary(point),
+        )
     if result.pareto:
         layers = " ".join(name for name, _ in result.pareto[0].candidate)
         table.caption = f"choices per layer ({layers}): bits, s = sparsity, r = rank fraction"
@@ -155,14 +183,23 @@ def _export(job: str, store: str, output: Path, max_drop: float | None, by: Obje
     for column in ("model", "accuracy", "file KiB", "latency ms (median)"):
         table.add_column(column, justify="right")
     for name, acc, size, lat in (
-        ("fp32", report.reference_accuracy, report.reference_file_bytes, report.reference_latency_ms),
+        (
+            "fp32",
+            report.reference_accuracy,
+            report.reference_file_bytes,
+            report.reference_latency_ms,
+        ),
         (report.point.label, report.accuracy, report.file_bytes, report.latency_ms),
     ):
-        table.add_row(name, "?" if acc is None else f"{acc:.2f}", f"{size / 1024:.1f}", f"{lat:.3f}")
+        table.add_row(
+            name, "?" if acc is None else f"{acc:.2f}", f"{size / 1024:.1f}", f"{lat:.3f}"
+        )
     console.print(table)
-    console.print(f"size {report.reference_file_bytes / report.file_bytes:.2f}x smaller, latency "
-                  f"{report.reference_latency_ms / report.latency_ms:.2f}x (threads="
-                  f"{result.spec.latency.threads})")  # fmt: skip
+    console.print(
+        f"size {report.reference_file_bytes / report.file_bytes:.2f}x smaller, latency "
+        f"{report.reference_latency_ms / report.latency_ms:.2f}x (threads="
+        f"{result.spec.latency.threads})"
+    )
 
 
 def _fail(message: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class Objective(str, Enum):
+class Objective(StrEnum):
     """Measured quantities the search optimises, each with a fixed direction."""
 
     ACCURACY = "accuracy"
@@ -23,11 +23,11 @@ class Objective(str, Enum):
     WEIGHT_BYTES = "weight_bytes"
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         return "maximize" if self is Objective.ACCURACY else "minimize"
 
 
-class Sampler(str, Enum):
+class Sampler(StrEnum):
     """Optuna samplers a job may use."""
 
     NSGA2 = "nsga2"
@@ -35,7 +35,7 @@ class Sampler(str, Enum):
     RANDOM = "random"
 
 
-class Knob(str, Enum):
+class Knob(StrEnum):
     """Per-layer knobs that overrides may restrict."""
 
     WEIGHT_BITS = "weight_bits"
@@ -74,7 +74,11 @@ class JobSpec(_Strict):
 
     workload: str = "digits-cnn"
     job_id: str | None = None
-    objectives: tuple[Objective, ...] = (Objective.ACCURACY, Objective.LATENCY, Objective.WEIGHT_BYTES)
+    objectives: tuple[Objective, ...] = (
+        Objective.ACCURACY,
+        Objective.LATENCY,
+        Objective.WEIGHT_BYTES,
+    )
     constraints: Constraints = Constraints()
     trials: int = Field(40, ge=1, le=1_000_000)
     workers: int = Field(2, ge=1, le=1024)

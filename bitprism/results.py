@@ -109,15 +109,22 @@ class SearchResult:
             constraints = constraints.model_copy(update={"max_accuracy_drop": max_drop})
         return [p for p in self.pareto if satisfies(p.metrics, reference.metrics, constraints)]
 
-    def best(self, max_drop: float | None = None, by: Objective = Objective.WEIGHT_BYTES) -> ParetoPoint:
+    def best(
+        self, max_drop: float | None = None, by: Objective = Objective.WEIGHT_BYTES
+    ) -> ParetoPoint:
         """The feasible front point best on ``by``."""
         feasible = self.feasible(max_drop)
         if not feasible:
             raise ExportError(f"job {self.job_id!r}: no verified point meets the constraints")
         return feasible[best_index([p.metrics for p in feasible], by)]
 
-    def export(self, path: str | Path, *, max_drop: float | None = None,
-               by: Objective = Objective.WEIGHT_BYTES) -> ExportReport:  # fmt: skip
+    def export(
+        self,
+        path: str | Path,
+        *,
+        max_drop: float | None = None,
+        by: Objective = Objective.WEIGHT_BYTES,
+    ) -> ExportReport:
         """Write the best feasible point's ONNX file to ``path`` after re-verifying it.
 
         The file written is byte for byte the one the trial was timed with. It is loaded in
@@ -132,26 +139,50 @@ class SearchResult:
         data, ref_data = _read_verified(point), _read_verified(reference)
         workload = self._resolve_workload()
         chosen, fp32 = compare_files([data, ref_data], workload, self.spec.latency)
-        if chosen.accuracy is not None and abs(chosen.accuracy - point.accuracy) > ACCURACY_TOLERANCE:
-            raise ExportError(f"{point.label}: file scores {chosen.accuracy:.2f}, stored "
-                              f"{point.accuracy:.2f}; not exported")  # fmt: skip
+        if (
+            chosen.accuracy is not None
+            and abs(chosen.accuracy - point.accuracy) > ACCURACY_TOLERANCE
+        ):
+            raise ExportError(
+                f"{point.label}: file scores {chosen.accuracy:.2f}, stored "
+                f"{point.accuracy:.2f}; not exported"
+            )
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_bytes(data)
         tmp.replace(target)
-        return ExportReport(target, point, chosen.accuracy, chosen.file_bytes, chosen.latency_ms,
-                            fp32.accuracy, fp32.file_bytes, fp32.latency_ms)  # fmt: skip
+        return ExportReport(
+            target,
+            point,
+            chosen.accuracy,
+            chosen.file_bytes,
+            chosen.latency_ms,
+            fp32.accuracy,
+            fp32.file_bytes,
+            fp32.latency_ms,
+        )
 
     def _points(self) -> list[ParetoPoint]:
         points, seen = [], set()
         for trial in self.trials:
-            if trial.state is not TrialState.COMPLETE or not trial.verified or trial.artifact is None:
+            if (
+                trial.state is not TrialState.COMPLETE
+                or not trial.verified
+                or trial.artifact is None
+            ):
                 continue
             if trial.artifact.sha256 in seen:
                 continue  # a reused candidate shares its file with an earlier trial
             seen.add(trial.artifact.sha256)
             number = None if trial.role is TrialRole.REFERENCE else trial.number
-            points.append(ParetoPoint(number, trial.metrics, trial.candidate,
-                                      trial.artifact.path, trial.artifact.sha256))  # fmt: skip
+            points.append(
+                ParetoPoint(
+                    number,
+                    trial.metrics,
+                    trial.candidate,
+                    trial.artifact.path,
+                    trial.artifact.sha256,
+                )
+            )
         return points
 
     def _resolve_workload(self) -> Workload:

@@ -54,7 +54,13 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One local Ray for the session; bitprism reuses an initialised Ray instead of starting one."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=256 * 1024**2, logging_level="ERROR")  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=256 * 1024**2,
+        logging_level="ERROR",
+    )
     yield
     ray.shutdown()

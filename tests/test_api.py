@@ -18,8 +18,14 @@ from bitprism.results import ExportError
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_url: str) -> None:
-    spec = bitprism.JobSpec(trials=6, workers=2, store=store_url, output_dir=tmp_path / "runs",
-                            job_id="api", latency={"repeats": 5})  # fmt: skip
+    spec = bitprism.JobSpec(
+        trials=6,
+        workers=2,
+        store=store_url,
+        output_dir=tmp_path / "runs",
+        job_id="api",
+        latency={"repeats": 5},
+    )
     result = bitprism.search(token_mlp, spec, progress=False)
     assert result.job.workload == "token-mlp"
     front = result.pareto
@@ -40,8 +46,10 @@ def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_ur
 
 
 def test_import_is_light_and_never_touches_cuda() -> None:
-    code = ("import sys, bitprism; assert 'torch' not in sys.modules, 'torch imported'; "
-            "assert 'ray' not in sys.modules; import bitprism.search.pareto; "
-            "assert callable(bitprism.search), 'bitprism.search is no longer the function'")  # fmt: skip
+    code = (
+        "import sys, bitprism; assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'ray' not in sys.modules; import bitprism.search.pareto; "
+        "assert callable(bitprism.search), 'bitprism.search is no longer the function'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -11,9 +11,14 @@ from bitprism.config import JobSpec, Objective, Sampler, SpecError, build_spec
 
 
 def test_spec_round_trips_through_json_and_yaml(tmp_path: Path) -> None:
-    spec = JobSpec(workload="digits-cnn", trials=12, sampler=Sampler.TPE, job_id="a.b-c",
-                   objectives=(Objective.ACCURACY, Objective.WEIGHT_BYTES),
-                   overrides={"head.*": {"weight_bits": (8, 4)}})  # fmt: skip
+    spec = JobSpec(
+        workload="digits-cnn",
+        trials=12,
+        sampler=Sampler.TPE,
+        job_id="a.b-c",
+        objectives=(Objective.ACCURACY, Objective.WEIGHT_BYTES),
+        overrides={"head.*": {"weight_bits": (8, 4)}},
+    )
     assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))

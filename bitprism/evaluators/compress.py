@@ -80,7 +80,7 @@ def quantize_symmetric(weight: torch.Tensor, bits: int, group_size: int) -> Quan
 
 
 def magnitude_prune(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """A copy of ``weight`` with exactly ``round(sparsity * numel)`` smallest-magnitude entries zeroed."""
+    """A copy of ``weight`` with exactly ``round(sparsity * numel)`` smallest magnitudes zeroed."""
     n_zero = round(sparsity * weight.numel())
     pruned = weight.detach().clone().contiguous()
     if n_zero == 0:
@@ -151,7 +151,9 @@ def compress_model(
         if choice.is_identity:
             continue
         module = compressed_model.get_submodule(layer.name)
-        result = compress_layer(layer, module.weight, getattr(module, "bias", None), choice)
+        result = compress_layer(
+            layer, module.get_parameter("weight"), getattr(module, "bias", None), choice
+        )
         compressed[layer.name] = result
         _set_submodule(compressed_model, layer.name, _as_module(module, result))
     return compressed_model, compressed
@@ -161,7 +163,7 @@ def _as_module(original: nn.Module, layer: CompressedLayer) -> nn.Module:
     if len(layer.factors) == 1:
         replaced = copy.deepcopy(original)
         with torch.no_grad():
-            replaced.weight.copy_(layer.factors[0].weight)
+            replaced.get_parameter("weight").copy_(layer.factors[0].weight)
         return replaced
     chain = []
     for i, factor in enumerate(layer.factors):
@@ -180,4 +182,3 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
-

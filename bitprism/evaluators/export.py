@@ -28,9 +28,14 @@ def export_base(workload: Workload) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            workload.model.eval(), inputs, dynamo=True, dynamic_shapes=dynamic,
-            external_data=False, verbose=False, optimize=False,
-        )  # fmt: skip
+            workload.model.eval(),
+            inputs,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            external_data=False,
+            verbose=False,
+            optimize=False,
+        )
     if program is None:
         raise RuntimeError(f"workload {workload.name!r}: torch.onnx.export returned nothing")
     buffer = io.BytesIO()

@@ -23,8 +23,9 @@ class FileReport:
     accuracy: float | None  # None when the workload is not available to score it
 
 
-def compare_files(files: list[bytes], workload: Workload, latency: LatencySpec,
-                  with_accuracy: bool = True) -> list[FileReport]:  # fmt: skip
+def compare_files(
+    files: list[bytes], workload: Workload, latency: LatencySpec, with_accuracy: bool = True
+) -> list[FileReport]:
     """Load each file in stock onnxruntime, score it, and time all of them in alternating passes.
 
     Interleaving the passes spreads machine noise evenly over the files compared.

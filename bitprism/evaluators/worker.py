@@ -78,10 +78,14 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
         "parity_max_abs_err": check.max_abs_err,
         "parity_rel_err": check.rel_err,
     }
-    note = None if verified else (
-        f"not verified: ONNX output differs from PyTorch by {check.rel_err:.1%} of its range "
-        f"(tolerance {ctx.parity_tolerance:.1%})"
-    )  # fmt: skip
+    note = (
+        None
+        if verified
+        else (
+            f"not verified: ONNX output differs from PyTorch by {check.rel_err:.1%} of its range "
+            f"(tolerance {ctx.parity_tolerance:.1%})"
+        )
+    )
     return TrialOutcome(metrics, verified, str(path), sha256, len(data), note)
 
 

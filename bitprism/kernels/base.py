@@ -39,7 +39,9 @@ class KernelBackend(Protocol):
 _BACKENDS: dict[str, Callable[[], KernelBackend]] = {}
 
 
-def register_backend(name: str) -> Callable[[Callable[[], KernelBackend]], Callable[[], KernelBackend]]:
+def register_backend(
+    name: str,
+) -> Callable[[Callable[[], KernelBackend]], Callable[[], KernelBackend]]:
     """Decorator registering a backend factory under ``name``."""
 
     def decorate(factory: Callable[[], KernelBackend]) -> Callable[[], KernelBackend]:

@@ -44,10 +44,16 @@ def find_layer_node(graph: onnx.GraphProto, layer_name: str) -> LayerNode:
         users = [n for n in graph.node if transpose.output[0] in n.input]
         if len(users) != 1 or users[0].op_type != "MatMul":
             raise ValueError(f"layer {layer_name!r}: transposed weight not consumed by one MatMul")
-        return LayerNode(users[0], users[0].input[0], users[0].output[0], None, (transpose, users[0]))
+        return LayerNode(
+            users[0], users[0].input[0], users[0].output[0], None, (transpose, users[0])
+        )
     if node.op_type == "Gemm":
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        if (
+            attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
             raise ValueError(f"layer {layer_name!r}: Gemm with transA/alpha/beta is not supported")
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         return LayerNode(node, node.input[0], node.output[0], bias, (node,))

@@ -10,7 +10,8 @@
   not offered.
 - Conv2d, 8 bits: ``DynamicQuantizeLinear`` + ``ConvInteger`` (u8u8 as above); ORT's
   ConvInteger takes only a per-tensor zero point, which symmetric codes shifted by 128
-  satisfy, and per-channel scales are applied after. There is no sub-8-bit Conv kernel, so none is offered.
+  satisfy, and per-channel scales are applied after. There is no sub-8-bit Conv kernel, so
+  none is offered.
 - Low rank: one matmul per factor, each in its own bit width.
 
 The weights are packed here by hand (not by ``onnxruntime.quantization``) because the codes
@@ -95,10 +96,17 @@ def _matmul_nbits(prefix: str, x: str, out: str, factor: Factor, node: onnx.Node
     packed, scales = pack_nbits(quantized)
     inits = [initializer(f"{prefix}/qw", packed), initializer(f"{prefix}/scales", scales)]
     matmul = helper.make_node(
-        "MatMulNBits", [x, inits[0].name, inits[1].name], [out], name=f"{prefix}/matmulnbits",
-        domain=MS_DOMAIN, K=quantized.codes.shape[1], N=quantized.codes.shape[0],
-        bits=quantized.bits, block_size=quantized.group_size, accuracy_level=ACCURACY_LEVEL,
-    )  # fmt: skip
+        "MatMulNBits",
+        [x, inits[0].name, inits[1].name],
+        [out],
+        name=f"{prefix}/matmulnbits",
+        domain=MS_DOMAIN,
+        K=quantized.codes.shape[1],
+        N=quantized.codes.shape[0],
+        bits=quantized.bits,
+        block_size=quantized.group_size,
+        accuracy_level=ACCURACY_LEVEL,
+    )
     return [matmul], inits
 
 
@@ -106,8 +114,12 @@ def _matmul_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeP
     quantized = _codes(factor)
     weight = initializer(f"{prefix}/qw", _as_u8(quantized).T)
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(-1))
-    integer = helper.make_node("MatMulInteger", _integer_inputs(prefix, weight.name),
-                               [f"{prefix}/acc"], name=f"{prefix}/matmulinteger")  # fmt: skip
+    integer = helper.make_node(
+        "MatMulInteger",
+        _integer_inputs(prefix, weight.name),
+        [f"{prefix}/acc"],
+        name=f"{prefix}/matmulinteger",
+    )
     nodes = [_dynamic_quantize(prefix, x), integer, *_rescale(prefix, scales.name, out)]
     return nodes, [weight, scales, _u8_zero_point(prefix)]
 
@@ -123,8 +135,12 @@ def _conv_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
     quantized = _codes(factor)
     weight = initializer(f"{prefix}/qw", _as_u8(quantized).reshape(factor.weight.shape))
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(1, -1, 1, 1))
-    conv = helper.make_node("ConvInteger", _integer_inputs(prefix, weight.name),
-                            [f"{prefix}/acc"], name=f"{prefix}/convinteger")  # fmt: skip
+    conv = helper.make_node(
+        "ConvInteger",
+        _integer_inputs(prefix, weight.name),
+        [f"{prefix}/acc"],
+        name=f"{prefix}/convinteger",
+    )
     conv.attribute.extend(node.attribute)
     nodes = [_dynamic_quantize(prefix, x), conv, *_rescale(prefix, scales.name, out)]
     return nodes, [weight, scales, _u8_zero_point(prefix)]
@@ -151,10 +167,16 @@ def _dynamic_quantize(prefix: str, x: str) -> onnx.NodeProto:
 def _rescale(prefix: str, weight_scales: str, out: str) -> list[onnx.NodeProto]:
     """int32 accumulator -> float, times activation scale times per-channel weight scales."""
     return [
-        helper.make_node("Cast", [f"{prefix}/acc"], [f"{prefix}/accf"], to=TensorProto.FLOAT,
-                         name=f"{prefix}/cast"),  # fmt: skip
-        helper.make_node("Mul", [f"{prefix}/xs", weight_scales], [f"{prefix}/scale"],
-                         name=f"{prefix}/mulscale"),  # fmt: skip
+        helper.make_node(
+            "Cast",
+            [f"{prefix}/acc"],
+            [f"{prefix}/accf"],
+            to=TensorProto.FLOAT,
+            name=f"{prefix}/cast",
+        ),
+        helper.make_node(
+            "Mul", [f"{prefix}/xs", weight_scales], [f"{prefix}/scale"], name=f"{prefix}/mulscale"
+        ),
         helper.make_node("Mul", [f"{prefix}/accf", f"{prefix}/scale"], [out], name=f"{prefix}/mul"),
     ]
 

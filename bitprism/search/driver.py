@@ -36,7 +36,16 @@ from bitprism.workloads.registry import resolve_workload
 
 # Fields that define what a job measures; a resumed job must not change them.
 IDENTITY_FIELDS = frozenset(
-    {"workload", "objectives", "seed", "sampler", "backend", "overrides", "latency", "parity_tolerance"}
+    {
+        "workload",
+        "objectives",
+        "seed",
+        "sampler",
+        "backend",
+        "overrides",
+        "latency",
+        "parity_tolerance",
+    }
 )
 
 
@@ -58,18 +67,29 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     job_id = spec.job_id or _new_job_id(workload.name)
     spec = spec.model_copy(update={"job_id": job_id})
     backend = get_backend(spec.backend)
-    space = build_space(discover_layers(workload.model), backend, spec.overrides)
+    overrides = {p: {k.value: v for k, v in knobs.items()} for p, knobs in spec.overrides.items()}
+    space = build_space(discover_layers(workload.model), backend, overrides)
     store = Store(spec.store)
     _open_job(store, spec, space)
     job_dir = spec.output_dir.resolve() / job_id
     study = optuna.create_study(
-        study_name=f"bitprism-{job_id}", storage=optuna_storage(spec.store), load_if_exists=True,
-        directions=[o.direction for o in spec.objectives], sampler=_sampler(spec),
-    )  # fmt: skip
+        study_name=f"bitprism-{job_id}",
+        storage=optuna_storage(spec.store),
+        load_if_exists=True,
+        directions=[o.direction for o in spec.objectives],
+        sampler=_sampler(spec),
+    )
     _recover(store, study, job_id, spec)
     base = _base_onnx(store, job_id, job_dir, workload)
-    ctx = EvalContext(workload, space.layers, base, spec.backend, str(job_dir / "onnx"),
-                      spec.latency, spec.parity_tolerance)  # fmt: skip
+    ctx = EvalContext(
+        workload,
+        space.layers,
+        base,
+        spec.backend,
+        str(job_dir / "onnx"),
+        spec.latency,
+        spec.parity_tolerance,
+    )
     store.update_job(job_id, status=JobStatus.RUNNING)
     pool = RayPool(spec.workers)
     try:
@@ -87,24 +107,39 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
 class _Loop:
     """Keeps ``spec.workers`` evaluations in flight until the trial budget is spent."""
 
-    def __init__(self, spec: JobSpec, store: Store, study: optuna.Study, space: SearchSpace,
-                 pool: RayPool, ctx_ref: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: JobSpec,
+        store: Store,
+        study: optuna.Study,
+        space: SearchSpace,
+        pool: RayPool,
+        ctx_ref: Any,
+    ) -> None:
         self.spec, self.store, self.study, self.space = spec, store, study, space
         self.pool, self.ctx_ref = pool, ctx_ref
         self.job_id = spec.job_id or ""
         self.pending: dict[int, _Pending] = {}
         records = store.trials(self.job_id)
         self.done = {r.candidate.digest(): r for r in records if r.state is TrialState.COMPLETE}
-        self.finished = sum(r.role is TrialRole.SEARCH
-                            and r.state in (TrialState.COMPLETE, TrialState.FAILED) for r in records)  # fmt: skip
-        self.has_reference = any(r.role is TrialRole.REFERENCE and r.state is TrialState.COMPLETE
-                                 for r in records)  # fmt: skip
+        self.finished = sum(
+            r.role is TrialRole.SEARCH and r.state in (TrialState.COMPLETE, TrialState.FAILED)
+            for r in records
+        )
+        self.has_reference = any(
+            r.role is TrialRole.REFERENCE and r.state is TrialState.COMPLETE for r in records
+        )
 
     def run(self, progress: bool) -> None:
         bar = SearchProgress(self.job_id, self.spec.trials, self.finished, enabled=progress)
         asked = self.finished
         try:
             with bar:
+                bar.announce(
+                    f"{len(self.space.layers)} layers, {self.space.size():.3g} candidates; "
+                    f"{self.spec.trials} trials on {self.spec.workers} Ray workers "
+                    f"({self.finished} already done)"
+                )
                 if not self.has_reference:
                     self._submit(None, self.space.baseline())
                 while asked < self.spec.trials or self.pool.busy:
@@ -126,15 +161,21 @@ class _Loop:
             return
         # The sampler proposed a candidate already measured in this job: reuse, don't re-time.
         row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
-        outcome = TrialOutcome(previous.metrics, bool(previous.verified), previous.artifact.path,
-                               previous.artifact.sha256, previous.artifact.bytes,
-                               note=f"same candidate as trial {previous.number}; reused")  # fmt: skip
+        outcome = TrialOutcome(
+            previous.metrics,
+            bool(previous.verified),
+            previous.artifact.path,
+            previous.artifact.sha256,
+            previous.artifact.bytes,
+            note=f"same candidate as trial {previous.number}; reused",
+        )
         self._complete(_Pending(trial, row, candidate), outcome, bar)
 
     def _submit(self, trial: optuna.trial.Trial | None, candidate: Candidate) -> None:
         role = TrialRole.REFERENCE if trial is None else TrialRole.SEARCH
-        row = self.store.start_trial(self.job_id, None if trial is None else trial.number, role,
-                                     candidate)  # fmt: skip
+        row = self.store.start_trial(
+            self.job_id, None if trial is None else trial.number, role, candidate
+        )
         self.pending[row] = _Pending(trial, row, candidate)
         self.pool.submit(evaluate_candidate, row, self.ctx_ref, candidate)
 
@@ -151,14 +192,21 @@ class _Loop:
 
     def _complete(self, pending: _Pending, outcome: TrialOutcome, bar: SearchProgress) -> None:
         artifact = ArtifactRecord(outcome.onnx_path, outcome.onnx_sha256, outcome.onnx_bytes)
-        self.store.complete_trial(pending.row, outcome.metrics, outcome.verified, artifact,
-                                  note=outcome.note)  # fmt: skip
+        self.store.complete_trial(
+            pending.row, outcome.metrics, outcome.verified, artifact, note=outcome.note
+        )
         if pending.trial is not None:
             pending.trial.set_user_attr("bitprism_verified", outcome.verified)
             self.study.tell(pending.trial, [outcome.metrics[o.value] for o in self.spec.objectives])
-            record = TrialRecord(pending.trial.number, TrialRole.SEARCH, TrialState.COMPLETE,
-                                 pending.candidate, outcome.metrics, outcome.verified,
-                                 artifact=artifact)  # fmt: skip
+            record = TrialRecord(
+                pending.trial.number,
+                TrialRole.SEARCH,
+                TrialState.COMPLETE,
+                pending.candidate,
+                outcome.metrics,
+                outcome.verified,
+                artifact=artifact,
+            )
             self.done.setdefault(pending.candidate.digest(), record)
         bar.advance(pending.trial is not None, metrics=outcome.metrics, verified=outcome.verified)
 
@@ -195,7 +243,9 @@ def _recover(store: Store, study: optuna.Study, job_id: str, spec: JobSpec) -> N
     rows = {r.number: r for r in store.trials(job_id) if r.number is not None}
     for row_id, _number in store.running_trials(job_id):
         store.end_trial(row_id, TrialState.INTERRUPTED, "driver stopped before the trial finished")
-    for frozen in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING, OptunaState.WAITING)):
+    for frozen in study.get_trials(
+        deepcopy=False, states=(OptunaState.RUNNING, OptunaState.WAITING)
+    ):
         record = rows.get(frozen.number)
         if record is not None and record.state is TrialState.COMPLETE:
             study.tell(frozen.number, [record.metrics[o.value] for o in spec.objectives])
@@ -218,7 +268,9 @@ def _base_onnx(store: Store, job_id: str, job_dir: Path, workload: Workload) -> 
 def _sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:
     population = max(4, min(50, spec.trials // 4))
     factories = {
-        Sampler.NSGA2: lambda: optuna.samplers.NSGAIISampler(population_size=population, seed=spec.seed),
+        Sampler.NSGA2: lambda: optuna.samplers.NSGAIISampler(
+            population_size=population, seed=spec.seed
+        ),
         Sampler.TPE: lambda: optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True),
         Sampler.RANDOM: lambda: optuna.samplers.RandomSampler(seed=spec.seed),
     }
@@ -229,4 +281,3 @@ def _new_job_id(name: str) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "job"
     return f"{slug}-{stamp}-{secrets.token_hex(2)}"
-

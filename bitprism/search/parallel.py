@@ -6,6 +6,7 @@ cluster connection) is reused as is. The rest of bitprism only sees submit/wait.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -36,10 +37,14 @@ class RayPool:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(
-                address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                object_store_memory=_OBJECT_STORE_BYTES, logging_level="ERROR",
+                address="local",
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=_OBJECT_STORE_BYTES,
+                logging_level=logging.ERROR,
                 _temp_dir=os.path.join(tempfile.gettempdir(), f"bitprism-ray-{os.getuid()}"),
-            )  # fmt: skip
+            )
             self._started = True
         self._inflight: dict[ray.ObjectRef, Any] = {}
         self._remotes: dict[Callable[..., Any], Any] = {}

@@ -35,7 +35,10 @@ def satisfies(metrics: Metrics, reference: Metrics, constraints: Constraints) ->
         reference["accuracy"] - metrics["accuracy"] > constraints.max_accuracy_drop + 1e-9
     ):
         return False
-    if constraints.max_latency_ms is not None and metrics["latency_ms"] > constraints.max_latency_ms:
+    if (
+        constraints.max_latency_ms is not None
+        and metrics["latency_ms"] > constraints.max_latency_ms
+    ):
         return False
     return not (
         constraints.max_weight_bytes is not None

@@ -25,24 +25,44 @@ class SearchProgress:
         self.best_accuracy: float | None = None
         self.reference: float | None = None
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
-        )  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            disable=not enabled,
+            transient=False,
+        )
         self._task = self._progress.add_task(
             f"search {job_id}", total=total, completed=min(completed, total), status=""
         )
+
+    def announce(self, text: str) -> None:
+        """Print one line above the bar."""
+        self._progress.console.print(text)
 
     def __enter__(self) -> SearchProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._progress.__exit__(kind, value, tb)
 
-    def advance(self, is_trial: bool, metrics: Mapping[str, float] | None = None,
-                verified: bool = True, failed: bool = False) -> None:  # fmt: skip
+    def advance(
+        self,
+        is_trial: bool,
+        metrics: Mapping[str, float] | None = None,
+        verified: bool = True,
+        failed: bool = False,
+    ) -> None:
         """Count one finished evaluation (the fp32 reference updates the status only)."""
         if failed:
             self.failed += 1

@@ -7,7 +7,7 @@ in the same database, and our alembic history uses its own version table for the
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
+from enum import Enum, StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 VERSION_TABLE = "bp_alembic_version"
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -34,14 +34,14 @@ class JobStatus(str, Enum):
     INTERRUPTED = "interrupted"
 
 
-class TrialState(str, Enum):
+class TrialState(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
 
-class TrialRole(str, Enum):
+class TrialRole(StrEnum):
     SEARCH = "search"
     REFERENCE = "reference"
 
@@ -51,7 +51,9 @@ def _now() -> dt.datetime:
 
 
 def _enum(cls: type[Enum]) -> SqlEnum:
-    return SqlEnum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    return SqlEnum(
+        cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Base(DeclarativeBase):
@@ -101,7 +103,9 @@ class LayerChoiceRow(Base):
     __table_args__ = (UniqueConstraint("trial_id", "layer", name="uq_bp_layer_choices"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("bp_trials.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("bp_trials.id", ondelete="CASCADE"), index=True
+    )
     layer: Mapped[str] = mapped_column(String(512))
     weight_bits: Mapped[int] = mapped_column(Integer)
     sparsity: Mapped[float] = mapped_column(Float)
@@ -113,7 +117,9 @@ class Metric(Base):
     __table_args__ = (UniqueConstraint("trial_id", "name", name="uq_bp_metrics"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("bp_trials.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("bp_trials.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
 

@@ -80,12 +80,21 @@ class Store:
         with self._sessions.begin() as session:
             yield session
 
-    def create_job(self, job_id: str, workload: str, spec: Mapping[str, Any], study_name: str) -> None:
+    def create_job(
+        self, job_id: str, workload: str, spec: Mapping[str, Any], study_name: str
+    ) -> None:
         with self._session() as s:
             if s.get(Job, job_id) is not None:
                 raise ValueError(f"job {job_id!r} already exists in {self.url}")
-            s.add(Job(id=job_id, workload=workload, status=JobStatus.PENDING, spec=dict(spec),
-                      study_name=study_name))  # fmt: skip
+            s.add(
+                Job(
+                    id=job_id,
+                    workload=workload,
+                    status=JobStatus.PENDING,
+                    spec=dict(spec),
+                    study_name=study_name,
+                )
+            )
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._session() as s:
@@ -96,8 +105,14 @@ class Store:
         with self._session() as s:
             return [_job_record(j) for j in s.scalars(select(Job).order_by(Job.created_at))]
 
-    def update_job(self, job_id: str, *, status: JobStatus | None = None,
-                   space: dict[str, Any] | None = None, error: str | None = None) -> None:  # fmt: skip
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | None = None,
+        space: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         with self._session() as s:
             job = _get_job(s, job_id)
             if status is not None:
@@ -109,26 +124,50 @@ class Store:
     def add_artifact(self, job_id: str, kind: str, artifact: ArtifactRecord) -> None:
         """Record a job-level file (e.g. the fp32 base export)."""
         with self._session() as s:
-            s.add(Artifact(job_id=job_id, kind=kind, path=artifact.path, sha256=artifact.sha256,
-                           bytes=artifact.bytes))  # fmt: skip
+            s.add(
+                Artifact(
+                    job_id=job_id,
+                    kind=kind,
+                    path=artifact.path,
+                    sha256=artifact.sha256,
+                    bytes=artifact.bytes,
+                )
+            )
 
-    def start_trial(self, job_id: str, number: int | None, role: TrialRole, candidate: Candidate) -> int:
+    def start_trial(
+        self, job_id: str, number: int | None, role: TrialRole, candidate: Candidate
+    ) -> int:
         """Insert a running trial with its per-layer choices; returns its row id."""
         with self._session() as s:
             _get_job(s, job_id)
-            trial = Trial(job_id=job_id, number=number, role=role, state=TrialState.RUNNING,
-                          candidate_hash=candidate.digest())  # fmt: skip
+            trial = Trial(
+                job_id=job_id,
+                number=number,
+                role=role,
+                state=TrialState.RUNNING,
+                candidate_hash=candidate.digest(),
+            )
             trial.choices = [
-                LayerChoiceRow(layer=name, weight_bits=c.weight_bits, sparsity=c.sparsity,
-                               rank_fraction=c.rank_fraction)  # fmt: skip
+                LayerChoiceRow(
+                    layer=name,
+                    weight_bits=c.weight_bits,
+                    sparsity=c.sparsity,
+                    rank_fraction=c.rank_fraction,
+                )
                 for name, c in candidate
             ]
             s.add(trial)
             s.flush()
             return trial.id
 
-    def complete_trial(self, trial_id: int, metrics: Mapping[str, float], verified: bool,
-                       artifact: ArtifactRecord | None, note: str | None = None) -> None:  # fmt: skip
+    def complete_trial(
+        self,
+        trial_id: int,
+        metrics: Mapping[str, float],
+        verified: bool,
+        artifact: ArtifactRecord | None,
+        note: str | None = None,
+    ) -> None:
         with self._session() as s:
             trial = _get_trial(s, trial_id)
             trial.state = TrialState.COMPLETE
@@ -137,8 +176,16 @@ class Store:
             trial.finished_at = dt.datetime.now(dt.UTC)
             trial.metrics = [Metric(name=k, value=float(v)) for k, v in sorted(metrics.items())]
             if artifact is not None:
-                s.add(Artifact(job_id=trial.job_id, trial_id=trial.id, kind="onnx",
-                               path=artifact.path, sha256=artifact.sha256, bytes=artifact.bytes))  # fmt: skip
+                s.add(
+                    Artifact(
+                        job_id=trial.job_id,
+                        trial_id=trial.id,
+                        kind="onnx",
+                        path=artifact.path,
+                        sha256=artifact.sha256,
+                        bytes=artifact.bytes,
+                    )
+                )
 
     def end_trial(self, trial_id: int, state: TrialState, error: str) -> None:
         """Mark a trial failed or interrupted, keeping the error text."""
@@ -151,8 +198,11 @@ class Store:
     def running_trials(self, job_id: str) -> list[tuple[int, int | None]]:
         """(row id, Optuna number) of trials left running, e.g. by a killed driver."""
         with self._session() as s:
-            rows = s.execute(select(Trial.id, Trial.number).where(
-                Trial.job_id == job_id, Trial.state == TrialState.RUNNING))  # fmt: skip
+            rows = s.execute(
+                select(Trial.id, Trial.number).where(
+                    Trial.job_id == job_id, Trial.state == TrialState.RUNNING
+                )
+            )
             return [(row.id, row.number) for row in rows]
 
     def trials(self, job_id: str) -> list[TrialRecord]:
@@ -161,8 +211,11 @@ class Store:
             query = (
                 select(Trial)
                 .where(Trial.job_id == job_id)
-                .options(selectinload(Trial.choices), selectinload(Trial.metrics),
-                         selectinload(Trial.artifacts))  # fmt: skip
+                .options(
+                    selectinload(Trial.choices),
+                    selectinload(Trial.metrics),
+                    selectinload(Trial.artifacts),
+                )
                 .order_by(Trial.number.is_not(None), Trial.number, Trial.id)
             )
             return [_trial_record(t) for t in s.scalars(query)]
@@ -222,9 +275,16 @@ def _get_trial(session: Session, trial_id: int) -> Trial:
 
 
 def _job_record(job: Job) -> JobRecord:
-    return JobRecord(id=job.id, workload=job.workload, status=job.status, spec=job.spec,
-                     space=job.space, study_name=job.study_name, error=job.error,
-                     created_at=job.created_at)  # fmt: skip
+    return JobRecord(
+        id=job.id,
+        workload=job.workload,
+        status=job.status,
+        spec=job.spec,
+        space=job.space,
+        study_name=job.study_name,
+        error=job.error,
+        created_at=job.created_at,
+    )
 
 
 def _trial_record(trial: Trial) -> TrialRecord:
@@ -233,9 +293,16 @@ def _trial_record(trial: Trial) -> TrialRecord:
         number=trial.number,
         role=trial.role,
         state=trial.state,
-        candidate=Candidate.from_dict({c.layer: {"weight_bits": c.weight_bits, "sparsity": c.sparsity,
-                                                 "rank_fraction": c.rank_fraction}
-                                       for c in trial.choices}),  # fmt: skip
+        candidate=Candidate.from_dict(
+            {
+                c.layer: {
+                    "weight_bits": c.weight_bits,
+                    "sparsity": c.sparsity,
+                    "rank_fraction": c.rank_fraction,
+                }
+                for c in trial.choices
+            }
+        ),
         metrics={m.name: m.value for m in trial.metrics},
         verified=trial.verified,
         error=trial.error,

@@ -7,7 +7,6 @@ Optuna distributions pick it up from the registry.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import ClassVar
 
 from bitprism.kernels.base import KernelBackend
@@ -67,10 +66,8 @@ class RankFraction(Knob):
         if not backend.supports_low_rank(layer):
             return (1.0,)
         full = layer.in_features * layer.out_features
-        saving: Callable[[float], bool] = (
-            lambda f: low_rank(layer, f) * (layer.in_features + layer.out_features) < full
-        )
-        return tuple(f for f in RANK_FRACTIONS if f == 1.0 or saving(f))
+        factored = layer.in_features + layer.out_features
+        return tuple(f for f in RANK_FRACTIONS if f == 1.0 or low_rank(layer, f) * factored < full)
 
 
 def low_rank(layer: LayerInfo, rank_fraction: float) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from torch import nn
 
 
-class LayerKind(str, Enum):
+class LayerKind(StrEnum):
     """Layer types bitprism knows how to compress."""
 
     LINEAR = "linear"
@@ -55,7 +55,10 @@ class LayerInfo:
         )
 
 
-_KINDS: dict[type[nn.Module], LayerKind] = {nn.Linear: LayerKind.LINEAR, nn.Conv2d: LayerKind.CONV2D}
+_KINDS: dict[type[nn.Module], LayerKind] = {
+    nn.Linear: LayerKind.LINEAR,
+    nn.Conv2d: LayerKind.CONV2D,
+}
 
 
 def discover_layers(model: nn.Module) -> tuple[LayerInfo, ...]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from bitprism.kernels.base import KernelBackend
 from bitprism.spaces.candidate import Candidate, LayerChoice
@@ -33,9 +33,9 @@ class SearchSpace:
                 return dict(knobs)[knob]
         raise KeyError(layer)
 
-    def distributions(self) -> dict[str, CategoricalDistribution]:
+    def distributions(self) -> dict[str, BaseDistribution]:
         """One categorical distribution per (layer, knob) that has more than one value."""
-        dists = {}
+        dists: dict[str, BaseDistribution] = {}
         for layer, knobs in self.choices:
             for knob, values in knobs:
                 if len(values) > 1:
@@ -46,7 +46,9 @@ class SearchSpace:
         """The candidate an Optuna trial's params describe (missing = the knob's only value)."""
         layers = {}
         for layer, knobs in self.choices:
-            fields = {knob: params.get(param_name(layer, knob), values[0]) for knob, values in knobs}
+            fields = {
+                knob: params.get(param_name(layer, knob), values[0]) for knob, values in knobs
+            }
             layers[layer] = LayerChoice(**fields)
         return Candidate.from_dict(layers)
 
@@ -68,8 +70,9 @@ class SearchSpace:
     def size(self) -> int:
         """Number of distinct candidates."""
         total = 1
-        for dist in self.distributions().values():
-            total *= len(dist.choices)
+        for _layer, knobs in self.choices:
+            for _knob, values in knobs:
+                total *= len(values)
         return total
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def cache_dir() -> Path:
 
 
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stratified 80/20 split of the digits images, scaled to [0, 1]: x_train, y_train, x_test, y_test."""
+    """Stratified 80/20 split of the digits images scaled to [0, 1]: x/y train, x/y test."""
     data = load_digits()
     images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(data.target, dtype=torch.long)

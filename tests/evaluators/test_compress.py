@@ -57,16 +57,20 @@ def test_svd_error_equals_tail_singular_values(digits, rank: int) -> None:
     residual = weight - second.double() @ first.double()
     tail = singular[rank:].pow(2).sum().sqrt()
     assert float(torch.linalg.matrix_norm(residual)) == pytest.approx(float(tail), rel=1e-4)
-    assert float(torch.linalg.matrix_norm(residual, ord=2)) == pytest.approx(float(singular[rank]), rel=1e-4)
+    assert float(torch.linalg.matrix_norm(residual, ord=2)) == pytest.approx(
+        float(singular[rank]), rel=1e-4
+    )
 
 
 def test_compress_model_leaves_original_untouched(digits) -> None:
     before = {k: v.clone() for k, v in digits.model.state_dict().items()}
     layers = discover_layers(digits.model)
-    candidate = Candidate.from_dict({
-        "features.2": {"weight_bits": 8, "sparsity": 0.5},
-        "head.1": {"weight_bits": 4, "rank_fraction": 0.25},
-    })  # fmt: skip
+    candidate = Candidate.from_dict(
+        {
+            "features.2": {"weight_bits": 8, "sparsity": 0.5},
+            "head.1": {"weight_bits": 4, "rank_fraction": 0.25},
+        }
+    )
     model, compressed = compress_model(digits.model, layers, candidate)
     for key, value in digits.model.state_dict().items():
         assert torch.equal(value, before[key]), key

@@ -48,7 +48,9 @@ def test_pack_nbits_round_trips_codes(bits: int) -> None:
 @pytest.mark.parametrize("rank_fraction", [1.0, 0.25])
 @pytest.mark.parametrize("sparsity", [0.0, 0.5])
 @pytest.mark.parametrize("bits", [16, 8, 4, 2])
-def test_linear_lowering_matches_pytorch(digits, digits_onnx, bits, sparsity, rank_fraction) -> None:
+def test_linear_lowering_matches_pytorch(
+    digits, digits_onnx, bits, sparsity, rank_fraction
+) -> None:
     choice = {"weight_bits": bits, "sparsity": sparsity, "rank_fraction": rank_fraction}
     model, onnx_model, ort_model = _lower(digits, digits_onnx, {"head.1": choice, "head.3": choice})
     ops = [n.op_type for n in onnx_model.graph.node]
@@ -61,7 +63,9 @@ def test_linear_lowering_matches_pytorch(digits, digits_onnx, bits, sparsity, ra
 @pytest.mark.parametrize("bits", [16, 8])
 def test_conv_lowering_matches_pytorch(digits, digits_onnx, bits: int) -> None:
     choice = {"weight_bits": bits, "sparsity": 0.25}
-    model, onnx_model, ort_model = _lower(digits, digits_onnx, {"features.0": choice, "features.2": choice})
+    model, onnx_model, ort_model = _lower(
+        digits, digits_onnx, {"features.0": choice, "features.2": choice}
+    )
     ops = [n.op_type for n in onnx_model.graph.node]
     assert ops.count("ConvInteger") == (2 if bits == 8 else 0)
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
@@ -89,7 +93,9 @@ def test_matmul_pattern_of_3d_inputs(token_mlp, bits: int) -> None:
     """Linear on (batch, tokens, features) exports as MatMul; it lowers the same way."""
     base = export_base(token_mlp)
     choice = {"weight_bits": bits, "rank_fraction": 0.5}
-    model, onnx_model, ort_model = _lower(token_mlp, base, {"up": choice, "down": {"weight_bits": bits}})
+    model, onnx_model, ort_model = _lower(
+        token_mlp, base, {"up": choice, "down": {"weight_bits": bits}}
+    )
     assert OPS[bits] in [n.op_type for n in onnx_model.graph.node]
     assert parity(model, ort_model, token_mlp.calibration).rel_err < 0.02
     assert abs(token_mlp.evaluate(ort_model) - token_mlp.evaluate(model)) <= 1.0

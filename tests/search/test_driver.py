@@ -17,13 +17,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
 
 def _spec(store_url: str, tmp_path: Path, **fields) -> JobSpec:  # type: ignore[no-untyped-def]
-    base = {"workload": "tests.fixtures:token_mlp", "trials": 4, "workers": 2, "store": store_url,
-            "output_dir": str(tmp_path / "runs"), "job_id": "job", "latency": {"repeats": 5}}  # fmt: skip
+    base = {
+        "workload": "tests.fixtures:token_mlp",
+        "trials": 4,
+        "workers": 2,
+        "store": store_url,
+        "output_dir": str(tmp_path / "runs"),
+        "job_id": "job",
+        "latency": {"repeats": 5},
+    }
     return build_spec({**base, **fields})
 
 
 def _search_numbers(store: Store) -> list[int]:
-    return [t.number for t in store.trials("job") if t.role is TrialRole.SEARCH and t.number is not None]
+    return [
+        t.number for t in store.trials("job") if t.role is TrialRole.SEARCH and t.number is not None
+    ]
 
 
 def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_path) -> None:
@@ -31,14 +40,20 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
     store = Store(store_url)
     trials = store.trials("job")
     reference = [t for t in trials if t.role is TrialRole.REFERENCE]
-    assert len(reference) == 1 and reference[0].candidate.digest() == Candidate.from_dict(
-        {"up": {}, "down": {}}).digest()  # fmt: skip
+    assert (
+        len(reference) == 1
+        and reference[0].candidate.digest() == Candidate.from_dict({"up": {}, "down": {}}).digest()
+    )
     searched = [t for t in trials if t.role is TrialRole.SEARCH]
     assert len(searched) == 4 and all(t.state is TrialState.COMPLETE for t in searched)
     for trial in trials:
         assert {"accuracy", "latency_ms", "weight_bytes", "parity_rel_err"} <= set(trial.metrics)
         assert trial.verified is True and Path(trial.artifact.path).is_file()  # type: ignore[union-attr]
-        assert trial.metrics["latency_p10_ms"] <= trial.metrics["latency_ms"] <= trial.metrics["latency_p90_ms"]
+        assert (
+            trial.metrics["latency_p10_ms"]
+            <= trial.metrics["latency_ms"]
+            <= trial.metrics["latency_p90_ms"]
+        )
     job = store.job("job")
     assert job is not None and job.status is JobStatus.DONE and job.space is not None
     study = optuna.load_study(study_name="bitprism-job", storage=store_url)
@@ -83,7 +98,9 @@ def test_killed_driver_is_repaired_on_resume(store_url, tmp_path) -> None:
 
 
 def test_failing_trials_are_recorded_and_the_job_goes_on(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, workload="tests.fixtures:exploding", trials=3), progress=False)
+    run_job(
+        _spec(store_url, tmp_path, workload="tests.fixtures:exploding", trials=3), progress=False
+    )
     store = Store(store_url)
     trials = store.trials("job")
     assert len(trials) == 4  # reference + 3 searched, none lost
@@ -98,6 +115,8 @@ def test_failing_trials_are_recorded_and_the_job_goes_on(store_url, tmp_path) ->
 
 def test_bad_override_fails_before_anything_is_written(store_url, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"overrides\['nope'\] matches no layer"):
-        run_job(_spec(store_url, tmp_path, overrides={"nope": {"weight_bits": [8]}}), progress=False)
+        run_job(
+            _spec(store_url, tmp_path, overrides={"nope": {"weight_bits": [8]}}), progress=False
+        )
     assert Store(store_url).jobs() == []
     assert not (tmp_path / "runs").exists()

@@ -19,7 +19,13 @@ def test_dominance_respects_directions() -> None:
 
 
 def test_front_keeps_only_non_dominated() -> None:
-    points = [_p(98, 1.0, 100), _p(97, 0.5, 100), _p(96, 1.0, 50), _p(95, 1.5, 120), _p(98, 1.0, 100)]
+    points = [
+        _p(98, 1.0, 100),
+        _p(97, 0.5, 100),
+        _p(96, 1.0, 50),
+        _p(95, 1.5, 120),
+        _p(98, 1.0, 100),
+    ]
     assert pareto_front(points, ALL) == [0, 1, 2, 4]
     assert pareto_front(points, (Objective.ACCURACY,)) == [0, 4]
 
@@ -32,4 +38,6 @@ def test_constraints_and_best_choice() -> None:
     assert feasible == [points[0], points[2]]
     assert best_index(feasible, Objective.WEIGHT_BYTES) == 1
     assert best_index(feasible, Objective.LATENCY) == 0
-    assert not satisfies(points[0], reference, Constraints(max_accuracy_drop=None, max_latency_ms=0.5))
+    assert not satisfies(
+        points[0], reference, Constraints(max_accuracy_drop=None, max_latency_ms=0.5)
+    )

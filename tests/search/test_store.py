@@ -16,12 +16,17 @@ from bitprism.spaces.candidate import Candidate
 def test_round_trip_of_job_trial_choices_metrics_artifact(store_url: str) -> None:
     store = Store(store_url)
     store.create_job("j1", "digits-cnn", {"trials": 3}, study_name="bitprism-j1")
-    candidate = Candidate.from_dict({"head.1": {"weight_bits": 4, "rank_fraction": 0.5},
-                                     "features.0": {"sparsity": 0.25}})  # fmt: skip
+    candidate = Candidate.from_dict(
+        {"head.1": {"weight_bits": 4, "rank_fraction": 0.5}, "features.0": {"sparsity": 0.25}}
+    )
     row = store.start_trial("j1", 0, TrialRole.SEARCH, candidate)
     assert store.running_trials("j1") == [(row, 0)]
-    store.complete_trial(row, {"accuracy": 97.5, "latency_ms": 1.25}, True,
-                         ArtifactRecord("/x/a.onnx", "ab" * 32, 1234))  # fmt: skip
+    store.complete_trial(
+        row,
+        {"accuracy": 97.5, "latency_ms": 1.25},
+        True,
+        ArtifactRecord("/x/a.onnx", "ab" * 32, 1234),
+    )
     failed = store.start_trial("j1", 1, TrialRole.SEARCH, Candidate.from_dict({}))
     store.end_trial(failed, TrialState.FAILED, "RuntimeError: boom")
     store.update_job("j1", status=JobStatus.DONE, space={"layers": []})
@@ -49,12 +54,16 @@ def test_duplicate_job_and_trial_number_are_refused(store_url: str) -> None:
 def test_shares_the_database_with_optuna_and_uses_wal(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     Store(url)
-    study = optuna.create_study(study_name="s", storage=optuna_storage(url), directions=["maximize"])
+    study = optuna.create_study(
+        study_name="s", storage=optuna_storage(url), directions=["maximize"]
+    )
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     Store(url)  # migrating again is a no-op and leaves Optuna alone
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 2
     connection = sqlite3.connect(tmp_path / "shared.db")
-    tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
+    tables = {
+        row[0] for row in connection.execute("select name from sqlite_master where type='table'")
+    }
     assert {"bp_jobs", "bp_trials", "bp_layer_choices", "bp_metrics", "bp_artifacts"} <= tables
     assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"

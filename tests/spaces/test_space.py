@@ -16,10 +16,13 @@ BACKEND = get_backend("ort-cpu")
 
 def test_discovers_conv_and_linear_layers(digits) -> None:
     layers = discover_layers(digits.model)
-    assert [(l.name, l.kind) for l in layers] == [
-        ("features.0", LayerKind.CONV2D), ("features.2", LayerKind.CONV2D),
-        ("head.1", LayerKind.LINEAR), ("head.3", LayerKind.LINEAR), ("head.5", LayerKind.LINEAR),
-    ]  # fmt: skip
+    assert [(layer.name, layer.kind) for layer in layers] == [
+        ("features.0", LayerKind.CONV2D),
+        ("features.2", LayerKind.CONV2D),
+        ("head.1", LayerKind.LINEAR),
+        ("head.3", LayerKind.LINEAR),
+        ("head.5", LayerKind.LINEAR),
+    ]
     assert layers[1].in_features == 32 * 9
     assert LayerInfo.from_dict(json.loads(json.dumps(layers[2].to_dict()))) == layers[2]
 
@@ -43,12 +46,16 @@ def test_square_layer_gets_no_useless_rank(digits) -> None:
 
 def test_overrides_restrict_and_validate(digits) -> None:
     layers = discover_layers(digits.model)
-    space = build_space(layers, BACKEND, {"head.*": {"weight_bits": [8, 4]}, "features.0": {"sparsity": [0]}})
+    space = build_space(
+        layers, BACKEND, {"head.*": {"weight_bits": [8, 4]}, "features.0": {"sparsity": [0]}}
+    )
     assert space.values("head.3", "weight_bits") == (8, 4)
     assert space.values("features.0", "sparsity") == (0.0,)
     with pytest.raises(ValueError, match=r"overrides\['nope\.\*'\] matches no layer"):
         build_space(layers, BACKEND, {"nope.*": {"weight_bits": [8]}})
-    with pytest.raises(ValueError, match=r"overrides\['features\.0'\]\.weight_bits: \[4\] not available"):
+    with pytest.raises(
+        ValueError, match=r"overrides\['features\.0'\]\.weight_bits: \[4\] not available"
+    ):
         build_space(layers, BACKEND, {"features.0": {"weight_bits": [4]}})
 
 
@@ -64,7 +71,16 @@ def test_candidate_round_trips_and_hashes(digits) -> None:
     assert all(choice.is_identity for _, choice in space.baseline())
 
 
-@pytest.mark.parametrize("bad", [{"weight_bits": 5}, {"sparsity": 1.0}, {"rank_fraction": 0}, {"bits": 4}])
+@pytest.mark.parametrize(
+    "bad", [{"weight_bits": 5}, {"sparsity": 1.0}, {"rank_fraction": 0}, {"bits": 4}]
+)
 def test_bad_choices_name_the_field(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         Candidate.from_dict({"fc": bad})
+
+
+def test_space_size_counts_every_combination(digits) -> None:
+    space = build_space(discover_layers(digits.model), BACKEND, {"head.*": {"sparsity": [0]}})
+    conv = 2 * 4  # bits x sparsity
+    linear = 4 * 3  # bits x rank fraction (sparsity fixed by the override)
+    assert space.size() == conv * conv * linear**3

@@ -17,7 +17,9 @@ def test_digits_cnn_is_accurate_and_cached(digits) -> None:
     cached = list(cache_dir().glob("digits-cnn-*.pt"))
     assert len(cached) == 1 and str(cached[0]).startswith(os.environ["BITPRISM_CACHE"])
     again = resolve_workload("digits-cnn")  # loads the cache, does not retrain
-    for a, b in zip(digits.model.state_dict().values(), again.model.state_dict().values(), strict=True):
+    for a, b in zip(
+        digits.model.state_dict().values(), again.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
 
 
@@ -29,9 +31,13 @@ def test_builtins_and_user_factories() -> None:
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [("no-such", "neither a built-in"), ("nomod_xyz:make", "cannot import"),
-     ("tests.fixtures:missing", "no callable"), ("tests.fixtures:TokenMLP", "not Workload")],
-)  # fmt: skip
+    [
+        ("no-such", "neither a built-in"),
+        ("nomod_xyz:make", "cannot import"),
+        ("tests.fixtures:missing", "no callable"),
+        ("tests.fixtures:TokenMLP", "not Workload"),
+    ],
+)
 def test_bad_workload_refs_are_explained(ref: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         resolve_workload(ref)

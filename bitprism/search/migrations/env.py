@@ -12,7 +12,7 @@ context.configure(
     target_metadata=Base.metadata,
     version_table=VERSION_TABLE,
     render_as_batch=True,
-    include_name=lambda name, type_, parent: type_ != "table" or name.startswith("bp_"),
+    include_name=lambda name, type_, parent: type_ != "table" or (name or "").startswith("bp_"),
 )
 with context.begin_transaction():
     context.run_migrations()

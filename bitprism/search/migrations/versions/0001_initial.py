@@ -24,8 +24,11 @@ def upgrade() -> None:
         "bp_jobs",
         sa.Column("id", sa.String(128), primary_key=True),
         sa.Column("workload", sa.String(512), nullable=False),
-        sa.Column("status", _enum("jobstatus", "pending", "running", "done", "failed",
-                                  "interrupted"), nullable=False),  # fmt: skip
+        sa.Column(
+            "status",
+            _enum("jobstatus", "pending", "running", "done", "failed", "interrupted"),
+            nullable=False,
+        ),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("space", sa.JSON(), nullable=True),
         sa.Column("study_name", sa.String(160), nullable=False),
@@ -36,12 +39,20 @@ def upgrade() -> None:
     op.create_table(
         "bp_trials",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("job_id", sa.String(128), sa.ForeignKey("bp_jobs.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
+        sa.Column(
+            "job_id",
+            sa.String(128),
+            sa.ForeignKey("bp_jobs.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("number", sa.Integer(), nullable=True),
         sa.Column("role", _enum("trialrole", "search", "reference"), nullable=False),
-        sa.Column("state", _enum("trialstate", "running", "complete", "failed", "interrupted"),
-                  nullable=False),  # fmt: skip
+        sa.Column(
+            "state",
+            _enum("trialstate", "running", "complete", "failed", "interrupted"),
+            nullable=False,
+        ),
         sa.Column("candidate_hash", sa.String(32), nullable=False, index=True),
         sa.Column("verified", sa.Boolean(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
@@ -52,8 +63,13 @@ def upgrade() -> None:
     op.create_table(
         "bp_layer_choices",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("trial_id", sa.Integer(), sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
+        sa.Column(
+            "trial_id",
+            sa.Integer(),
+            sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("layer", sa.String(512), nullable=False),
         sa.Column("weight_bits", sa.Integer(), nullable=False),
         sa.Column("sparsity", sa.Float(), nullable=False),
@@ -63,8 +79,13 @@ def upgrade() -> None:
     op.create_table(
         "bp_metrics",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("trial_id", sa.Integer(), sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
+        sa.Column(
+            "trial_id",
+            sa.Integer(),
+            sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.UniqueConstraint("trial_id", "name", name="uq_bp_metrics"),
@@ -72,10 +93,20 @@ def upgrade() -> None:
     op.create_table(
         "bp_artifacts",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("job_id", sa.String(128), sa.ForeignKey("bp_jobs.id", ondelete="CASCADE"),
-                  nullable=False, index=True),  # fmt: skip
-        sa.Column("trial_id", sa.Integer(), sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
-                  nullable=True, index=True),  # fmt: skip
+        sa.Column(
+            "job_id",
+            sa.String(128),
+            sa.ForeignKey("bp_jobs.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "trial_id",
+            sa.Integer(),
+            sa.ForeignKey("bp_trials.id", ondelete="CASCADE"),
+            nullable=True,
+            index=True,
+        ),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
