@@ -54,7 +54,9 @@ def main() -> None:
         files.append(model.SerializeToString())
         sizes.append(initializer_bytes(model))
     reports = compare_files(files, workload, LatencySpec(threads=args.threads, repeats=100))
-    print(f"batch {args.batch}, {args.threads} thread(s); median of 5 interleaved passes x 100 runs\n")
+    print(
+        f"batch {args.batch}, {args.threads} thread(s); median of 5 interleaved passes x 100 runs\n"
+    )
     print("| form | accuracy | weight KiB | latency ms | speed-up | size x |")
     print("|---|---|---|---|---|---|")
     for name, report, size in zip(FORMS, reports, sizes, strict=True):

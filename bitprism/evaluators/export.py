@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Mapping
 
@@ -23,8 +24,13 @@ def export_base(workload: Workload) -> bytes:
     folds ``Transpose(weight)`` into anonymous initializers, losing the layer names the lowering
     needs; onnxruntime folds the same constants when it loads the file.
     """
-    inputs = as_tuple(workload.example_inputs)
+    # A batch of 1 would be specialised away; export with 2 rows so the dimension stays dynamic.
+    inputs = tuple(
+        t if t.shape[0] > 1 else torch.cat([t, t]) for t in as_tuple(workload.example_inputs)
+    )
     dynamic = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
+    # The exporter logs a warning per torchvision op when torchvision is absent: not our concern.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

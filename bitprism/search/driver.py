@@ -71,6 +71,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     space = build_space(discover_layers(workload.model), backend, overrides)
     store = Store(spec.store)
     _open_job(store, spec, space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     job_dir = spec.output_dir.resolve() / job_id
     study = optuna.create_study(
         study_name=f"bitprism-{job_id}",

@@ -21,8 +21,8 @@ class Workload:
         evaluate: ``evaluate(model) -> float``, higher is better, in the metric's own points
             (e.g. accuracy in percent). It is called on PyTorch candidates *and* on an
             ``nn.Module`` that runs the exported ONNX file, so it must only call ``model(...)``.
-        example_inputs: One batch as the deployed model sees it; exported with a dynamic
-            first (batch) dimension and used to time latency.
+        example_inputs: One batch as the deployed model sees it (batch 1 allowed); used to
+            time latency; the export keeps its first (batch) dimension dynamic.
         calibration: A few input batches, used to check ONNX/PyTorch parity.
 
     Example:
@@ -46,11 +46,6 @@ class Workload:
         for tensor in as_tuple(self.example_inputs):
             if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0:
                 raise ValueError("Workload.example_inputs must be tensors with a batch dimension")
-            if tensor.shape[0] < 2:
-                raise ValueError(
-                    "Workload.example_inputs needs a batch of >= 2 so that the exported "
-                    "batch dimension stays dynamic"
-                )
         if not self.calibration:
             self.calibration = [self.example_inputs]
 

@@ -99,3 +99,12 @@ def test_matmul_pattern_of_3d_inputs(token_mlp, bits: int) -> None:
     assert OPS[bits] in [n.op_type for n in onnx_model.graph.node]
     assert parity(model, ort_model, token_mlp.calibration).rel_err < 0.02
     assert abs(token_mlp.evaluate(ort_model) - token_mlp.evaluate(model)) <= 1.0
+
+
+def test_batch_one_examples_export_with_a_dynamic_batch(token_mlp) -> None:
+    from bitprism.workloads.base import Workload
+
+    single = Workload("one", token_mlp.model, token_mlp.evaluate, token_mlp.example_inputs[:1])
+    session = make_session(export_base(single), threads=1)
+    assert session.get_inputs()[0].shape[0] != 1  # symbolic, not specialised to 1
+    assert OrtModule(session)(token_mlp.example_inputs).shape[0] == 16
