@@ -54,3 +54,45 @@ def exploding() -> Workload:
         raise RuntimeError("metric exploded on purpose")
 
     return Workload("exploding", workload.model, evaluate, workload.example_inputs)
+
+
+def crashing() -> Workload:
+    """A metric that kills its worker process: Ray retries once, then the trial is failed."""
+    workload = token_mlp()
+
+    def evaluate(m: nn.Module) -> float:
+        import os
+
+        os._exit(3)
+
+    return Workload("crashing", workload.model, evaluate, workload.example_inputs)
+
+
+class _Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent control flow: torch.export refuses it
+            return self.fc(x)
+        return x
+
+
+def unexportable() -> Workload:
+    """A model the ONNX exporter cannot trace."""
+    return Workload("branchy", _Branchy(), lambda m: 1.0, example_inputs=torch.ones(4, 4))
+
+
+class TiedMLP(nn.Module):
+    """Two layers sharing one weight, and one ordinary layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(32, 32)
+        self.b = nn.Linear(32, 32)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))

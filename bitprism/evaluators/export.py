@@ -12,6 +12,7 @@ import torch
 
 from bitprism.evaluators.compress import CompressedLayer
 from bitprism.kernels.base import KernelBackend
+from bitprism.kernels.onnx_graph import find_layer_node
 from bitprism.spaces.layer import LayerInfo
 from bitprism.workloads.base import Workload, as_tuple
 
@@ -47,6 +48,25 @@ def export_base(workload: Workload) -> bytes:
     buffer = io.BytesIO()
     onnx.save_model(program.model_proto, buffer)
     return buffer.getvalue()
+
+
+def lowerable_layers(
+    base_onnx: bytes, layers: tuple[LayerInfo, ...]
+) -> tuple[tuple[LayerInfo, ...], dict[str, str]]:
+    """The layers whose node the lowering can find in the export, and why the others cannot be.
+
+    E.g. a weight shared by two modules, or fused by the exporter into another pattern.
+    """
+    graph = onnx.load_model_from_string(base_onnx).graph
+    kept, skipped = [], {}
+    for layer in layers:
+        try:
+            find_layer_node(graph, layer.name)
+        except ValueError as exc:
+            skipped[layer.name] = str(exc)
+        else:
+            kept.append(layer)
+    return tuple(kept), skipped
 
 
 def lower_candidate(

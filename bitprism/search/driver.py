@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from bitprism.config import JobSpec, Sampler, SpecError
-from bitprism.evaluators.export import export_base
+from bitprism.evaluators.export import export_base, lowerable_layers
 from bitprism.evaluators.worker import EvalContext, TrialOutcome, evaluate_candidate, write_artifact
 from bitprism.kernels.base import get_backend
 from bitprism.search.parallel import Done, RayPool
@@ -67,12 +67,17 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     job_id = spec.job_id or _new_job_id(workload.name)
     spec = spec.model_copy(update={"job_id": job_id})
     backend = get_backend(spec.backend)
+    job_dir = spec.output_dir.resolve() / job_id
+    # Everything that can fail on the model runs before the store or the disk is written.
+    base_path = job_dir / "base.onnx"
+    base = base_path.read_bytes() if base_path.is_file() else export_base(workload)
+    layers, skipped = lowerable_layers(base, discover_layers(workload.model))
     overrides = {p: {k.value: v for k, v in knobs.items()} for p, knobs in spec.overrides.items()}
-    space = build_space(discover_layers(workload.model), backend, overrides)
+    space = build_space(layers, backend, overrides)
     store = Store(spec.store)
     _open_job(store, spec, space)
+    _save_base(store, job_id, base_path, base)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
-    job_dir = spec.output_dir.resolve() / job_id
     study = optuna.create_study(
         study_name=f"bitprism-{job_id}",
         storage=optuna_storage(spec.store),
@@ -81,7 +86,6 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         sampler=_sampler(spec),
     )
     _recover(store, study, job_id, spec)
-    base = _base_onnx(store, job_id, job_dir, workload)
     ctx = EvalContext(
         workload,
         space.layers,
@@ -94,7 +98,8 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     store.update_job(job_id, status=JobStatus.RUNNING)
     pool = RayPool(spec.workers)
     try:
-        _Loop(spec, store, study, space, pool, pool.put(ctx)).run(progress)
+        notes = [f"layer {name} stays fp32: {why}" for name, why in skipped.items()]
+        _Loop(spec, store, study, space, pool, pool.put(ctx)).run(progress, notes)
     except BaseException as exc:
         status = JobStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
         store.update_job(job_id, status=status, error=f"{type(exc).__name__}: {exc}")
@@ -131,7 +136,7 @@ class _Loop:
             r.role is TrialRole.REFERENCE and r.state is TrialState.COMPLETE for r in records
         )
 
-    def run(self, progress: bool) -> None:
+    def run(self, progress: bool, notes: list[str]) -> None:
         bar = SearchProgress(self.job_id, self.spec.trials, self.finished, enabled=progress)
         asked = self.finished
         try:
@@ -141,6 +146,8 @@ class _Loop:
                     f"{self.spec.trials} trials on {self.spec.workers} Ray workers "
                     f"({self.finished} already done)"
                 )
+                for note in notes:
+                    bar.announce(f"[yellow]{note}[/yellow]")
                 if not self.has_reference:
                     self._submit(None, self.space.baseline())
                 while asked < self.spec.trials or self.pool.busy:
@@ -254,16 +261,13 @@ def _recover(store: Store, study: optuna.Study, job_id: str, spec: JobSpec) -> N
             study.tell(frozen.number, state=OptunaState.FAIL)
 
 
-def _base_onnx(store: Store, job_id: str, job_dir: Path, workload: Workload) -> bytes:
-    """The job's fp32 ONNX export, made once and kept beside the job's artifacts."""
-    path = job_dir / "base.onnx"
+def _save_base(store: Store, job_id: str, path: Path, data: bytes) -> None:
+    """Keep the job's fp32 export beside its artifacts (once; resumes read it back)."""
     if path.is_file():
-        return path.read_bytes()
-    data = export_base(workload)
-    written, sha256 = write_artifact(job_dir, data)
+        return
+    written, sha256 = write_artifact(path.parent, data)
     written.replace(path)
     store.add_artifact(job_id, "base-onnx", ArtifactRecord(str(path), sha256, len(data)))
-    return data
 
 
 def _sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:

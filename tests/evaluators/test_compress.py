@@ -81,3 +81,16 @@ def test_compress_model_leaves_original_untouched(digits) -> None:
     assert int((conv == 0).sum()) >= round(0.5 * conv.numel())
     x = digits.calibration[0]
     assert model(x).shape == digits.model(x).shape
+
+
+def test_shared_weights_are_left_fp32_with_a_reason() -> None:
+    from bitprism.evaluators.export import export_base, lowerable_layers
+    from bitprism.workloads.base import Workload
+    from tests.fixtures import TiedMLP
+
+    model = TiedMLP().eval()
+    workload = Workload("tied", model, lambda m: 1.0, example_inputs=torch.randn(4, 32))
+    layers = discover_layers(model)
+    kept, skipped = lowerable_layers(export_base(workload), layers)
+    assert [layer.name for layer in kept] == ["out"]
+    assert set(skipped) == {"a", "b"} and all(skipped.values())

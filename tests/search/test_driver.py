@@ -120,3 +120,43 @@ def test_bad_override_fails_before_anything_is_written(store_url, tmp_path) -> N
         )
     assert Store(store_url).jobs() == []
     assert not (tmp_path / "runs").exists()
+
+
+def test_model_that_cannot_export_fails_before_anything_is_written(store_url, tmp_path) -> None:
+    with pytest.raises(Exception, match="(?i)export|guard|data-dependent"):
+        run_job(_spec(store_url, tmp_path, workload="tests.fixtures:unexportable"), progress=False)
+    assert not (tmp_path / "store.db").exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_crashed_worker_process_is_retried_then_recorded(store_url, tmp_path) -> None:
+    run_job(
+        _spec(store_url, tmp_path, workload="tests.fixtures:crashing", trials=1), progress=False
+    )
+    trials = Store(store_url).trials("job")
+    assert len(trials) == 2 and all(t.state is TrialState.FAILED for t in trials)
+    assert all("Worker" in (t.error or "") or "died" in (t.error or "") for t in trials)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
+    run_job(_spec(store_url, tmp_path, sampler=sampler, trials=3), progress=False)
+    assert _search_numbers(Store(store_url)) == [0, 1, 2]
+
+
+def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
+    """The `make demo` path on fewer trials: a front, and a verified export within 1 point."""
+    from bitprism.evaluators.runtime import OrtModule, make_session
+    from bitprism.results import SearchResult
+    from bitprism.workloads import resolve_workload
+
+    spec = _spec(store_url, tmp_path, workload="digits-cnn", trials=16, latency={"repeats": 10})
+    result = SearchResult(run_job(spec, progress=False), store_url)
+    assert len(result.pareto) >= 3
+    report = result.export(tmp_path / "best.onnx", max_drop=1.0)
+    digits = resolve_workload("digits-cnn")
+    accuracy = digits.evaluate(OrtModule(make_session(report.path.read_bytes(), threads=1)))
+    assert abs(accuracy - report.point.accuracy) <= 0.5
+    assert result.reference is not None
+    assert accuracy >= result.reference.accuracy - 1.0
+    assert report.file_bytes < report.reference_file_bytes
