@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -208,5 +207,4 @@ def _fail(message: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     app()

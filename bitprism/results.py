@@ -135,7 +135,8 @@ class SearchResult:
 
         target = _output_path(path)
         point, reference = self.best(max_drop, by), self.reference
-        assert reference is not None  # best() checked
+        if reference is None:  # best() already refuses this; kept for the type checker
+            raise ExportError(f"job {self.job_id!r} has no fp32 reference measurement")
         data, ref_data = _read_verified(point), _read_verified(reference)
         workload = self._resolve_workload()
         chosen, fp32 = compare_files([data, ref_data], workload, self.spec.latency)

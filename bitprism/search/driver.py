@@ -168,6 +168,7 @@ class _Loop:
             self._submit(trial, candidate)
             return
         # The sampler proposed a candidate already measured in this job: reuse, don't re-time.
+        source = "the fp32 reference" if previous.number is None else f"trial {previous.number}"
         row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
         outcome = TrialOutcome(
             previous.metrics,
@@ -175,7 +176,7 @@ class _Loop:
             previous.artifact.path,
             previous.artifact.sha256,
             previous.artifact.bytes,
-            note=f"same candidate as trial {previous.number}; reused",
+            note=f"same candidate as {source}; reused",
         )
         self._complete(_Pending(trial, row, candidate), outcome, bar)
 

@@ -160,3 +160,19 @@ def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
     assert result.reference is not None
     assert accuracy >= result.reference.accuracy - 1.0
     assert report.file_bytes < report.reference_file_bytes
+
+
+def test_repeated_candidates_are_reused_not_re_timed(store_url, tmp_path) -> None:
+    tiny = {
+        "*": {"sparsity": [0], "rank_fraction": [1]},
+        "up": {"weight_bits": [16]},
+        "down": {"weight_bits": [16, 8]},
+    }  # two candidates in all
+    spec = _spec(store_url, tmp_path, overrides=tiny, trials=5, sampler="random")
+    run_job(spec, progress=False)
+    trials = [t for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
+    assert len(trials) == 5 and all(t.state is TrialState.COMPLETE for t in trials)
+    reused = [t for t in trials if "reused" in (t.error or "")]
+    assert len(reused) >= 3  # 2 distinct candidates, one of them the fp32 reference
+    files = {t.artifact.path for t in trials if t.artifact is not None}
+    assert len(files) <= 2
