@@ -204,19 +204,21 @@ class _Loop:
         self.store.complete_trial(
             pending.row, outcome.metrics, outcome.verified, artifact, note=outcome.note
         )
+        number = None if pending.trial is None else pending.trial.number
+        role = TrialRole.REFERENCE if pending.trial is None else TrialRole.SEARCH
+        record = TrialRecord(
+            number,
+            role,
+            TrialState.COMPLETE,
+            pending.candidate,
+            outcome.metrics,
+            outcome.verified,
+            artifact=artifact,
+        )
+        self.done.setdefault(pending.candidate.digest(), record)
         if pending.trial is not None:
             pending.trial.set_user_attr("bitprism_verified", outcome.verified)
             self.study.tell(pending.trial, [outcome.metrics[o.value] for o in self.spec.objectives])
-            record = TrialRecord(
-                pending.trial.number,
-                TrialRole.SEARCH,
-                TrialState.COMPLETE,
-                pending.candidate,
-                outcome.metrics,
-                outcome.verified,
-                artifact=artifact,
-            )
-            self.done.setdefault(pending.candidate.digest(), record)
         bar.advance(pending.trial is not None, metrics=outcome.metrics, verified=outcome.verified)
 
     def _interrupt(self) -> None:
