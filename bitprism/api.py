@@ -17,7 +17,7 @@ def search(
     Args:
         workload: A :class:`Workload`, a built-in name (``"digits-cnn"``) or ``"pkg.mod:factory"``.
         spec: The job spec; defaults to ``JobSpec()``.
-        progress: Show a progress bar.
+        progress: Show a progress bar; with False nothing is printed.
         **fields: Spec fields to override, e.g. ``trials=20``.
 
     Example:
@@ -26,7 +26,7 @@ def search(
     """
     from bitprism.search.driver import run_job
 
-    base = (spec or JobSpec()).model_dump(mode="json", exclude_none=True)
+    base = (spec or JobSpec()).model_dump(mode="json")
     if isinstance(workload, str):
         fields["workload"] = workload
     spec = build_spec({**base, **fields})
@@ -35,6 +35,12 @@ def search(
     return SearchResult(job_id, spec.store, workload=given)
 
 
-def load_result(job_id: str, store: str = JobSpec().store) -> SearchResult:
-    """Reopen a job stored in ``store``."""
-    return SearchResult(job_id, store)
+def load_result(
+    job_id: str, store: str = JobSpec().store, workload: Workload | None = None
+) -> SearchResult:
+    """Reopen a job stored in ``store`` (never creates a store).
+
+    Pass ``workload`` for a job that was started with a :class:`Workload` object, so that its
+    export can be re-scored; it is checked to hold the job's very model.
+    """
+    return SearchResult(job_id, store, workload=workload)

@@ -1,15 +1,22 @@
-"""The ``bitprism`` command: search | status | pareto | export | jobs."""
+"""The ``bitprism`` command: search | jobs | status | pareto | show | export."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bitprism.config import Objective, Sampler, SpecError, build_spec
+from bitprism.config import Knob, Objective, Sampler
 
 app = typer.Typer(
     add_completion=False,
@@ -18,13 +25,45 @@ app = typer.Typer(
 )
 console = Console()
 
+DEFAULT_STORE = "sqlite:///bitprism.db"
+MAX_ROWS = 15  # table rows printed; --json / --csv give all
 StoreOpt = Annotated[
     str,
     typer.Option(
         "--store", envvar="BITPRISM_STORE", help="Database URL (sqlite:///... or postgresql://...)."
     ),
 ]
-DEFAULT_STORE = "sqlite:///bitprism.db"
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+DropPctOpt = Annotated[
+    float | None,
+    typer.Option(help="Accuracy drop allowed, in % of fp32's score (default 1)."),
+]
+DropAbsOpt = Annotated[
+    float | None, typer.Option(help="Accuracy drop allowed, in the metric's own units.")
+]
+SpeedOpt = Annotated[
+    float | None,
+    typer.Option(help="Speed-up over fp32 a point needs (default 1: not slower; 0: any)."),
+]
+Fp32Opt = Annotated[
+    bool, typer.Option(help="Export the fp32 model when no compressed point meets the limits.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"bitprism {package_version('bitprism')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Search per-layer compression on real kernels; export verified ONNX."""
 
 
 @app.command()
@@ -40,12 +79,24 @@ def search(
     seed: Annotated[int | None, typer.Option()] = None,
     sampler: Annotated[Sampler | None, typer.Option()] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Where ONNX artifacts go.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
+    extra_knob: Annotated[
+        list[Knob] | None,
+        typer.Option(help="Search a knob the backend gains nothing from (e.g. sparsity)."),
+    ] = None,
+    trial_timeout: Annotated[float | None, typer.Option(help="Seconds before a trial fails.")] = (
+        None
+    ),
+    max_drop_pct: DropPctOpt = None,
+    max_drop_abs: DropAbsOpt = None,
+    min_speedup: SpeedOpt = None,
     export: Annotated[Path | None, typer.Option(help="Export the best point here.")] = None,
-    max_drop: Annotated[float | None, typer.Option(help="Accuracy drop allowed (points).")] = None,
+    fp32_if_none: Fp32Opt = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run (or resume) a compression search job."""
-    from bitprism.config import JobSpec
+    from bitprism.config import JobSpec, build_spec
     from bitprism.search.driver import run_job
 
     flags = {
@@ -57,152 +108,296 @@ def search(
         "seed": seed,
         "sampler": sampler,
         "output_dir": output_dir,
+        "extra_knobs": extra_knob,
+        "trial_timeout_s": trial_timeout,
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    if max_drop is not None:
-        updates["constraints"] = {"max_accuracy_drop": max_drop}
-    try:
+    limits = {"max_drop_pct": max_drop_pct, "max_drop_abs": max_drop_abs}
+    limits["min_speedup"] = min_speedup
+    timing = {"threads": threads, "batch": batch}
+    with _errors():
+        base = JobSpec.from_yaml(spec_file) if spec_file is not None else JobSpec()
+        updates = _merge(base, updates, constraints=limits, latency=timing)
         if spec_file is not None:
             spec = JobSpec.from_yaml(spec_file, **updates)
         else:
             spec = build_spec(updates, source="command-line job spec")
         job = run_job(spec, progress=progress)
-    except (SpecError, ValueError) as exc:
-        _fail(str(exc))
     console.print(f"job [bold]{job}[/bold] done; store {spec.store}")
-    _show_pareto(_result(job, spec.store))
+    result = _result(job, spec.store)
+    _print_rows(_pareto_table(result), False, False)
     if export is not None:
-        _export(job, spec.store, export, max_drop, Objective.WEIGHT_BYTES)
+        _export(result, export, result.spec.constraints, Objective.WEIGHT_BYTES, fp32_if_none)
 
 
 @app.command()
-def status(job: str, store: StoreOpt = DEFAULT_STORE) -> None:
-    """Show a job's state and trial counts."""
+def jobs(
+    store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
+) -> None:
+    """List the jobs in a store."""
+    from bitprism.search.store import Store
+
+    with _errors():
+        records = Store(store, create=False).jobs()
+    rows = [
+        {
+            "job": r.id,
+            "workload": r.workload,
+            "status": r.status.value,
+            "created": f"{r.created_at:%Y-%m-%d %H:%M}",
+        }
+        for r in records
+    ]
+    _print_rows(("jobs", rows, {}), json_out, csv_out)
+
+
+@app.command()
+def status(
+    job: str, store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
+) -> None:
+    """Show a job's state, trial counts and the errors of failed trials."""
+    from bitprism.report import trial_rows
+
     result = _result(job, store)
+    rows = trial_rows(result)
+    searched = [r for r in rows if r["trial"] != "fp32"]
     counts: dict[str, int] = {}
-    for trial in result.trials:
-        counts[trial.state.value] = counts.get(trial.state.value, 0) + 1
+    for row in searched:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    if json_out:
+        summary = {
+            "job": result.job_id,
+            "status": result.job.status.value,
+            "workload": result.job.workload,
+            "trials_asked": result.spec.trials,
+            "trials": counts,
+            "error": result.job.error,
+            "rows": rows,
+        }
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if csv_out:
+        _print_rows(("trials", rows, {}), False, True)
+        return
     console.print(
         f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
-        f"{result.job.workload}, {result.spec.trials} trials asked"
+        f"{result.job.workload}, {len(searched)} of {result.spec.trials} trials finished or running"
     )
-    console.print("  " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    for trial in result.trials:
-        if trial.error and trial.state.value == "failed":
-            console.print(f"  trial {trial.number}: [red]{trial.error.splitlines()[0]}[/red]")
+    console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))
+    for row in rows:
+        if row["state"] != "complete" and row["error"]:
+            label = "fp32 reference" if row["trial"] == "fp32" else f"trial {row['trial']}"
+            console.print(f"  {label} {row['state']}: [red]{row['error']}[/red]", markup=True)
     if result.job.error:
         console.print(f"  job error: [red]{result.job.error}[/red]")
 
 
 @app.command()
-def pareto(job: str, store: StoreOpt = DEFAULT_STORE) -> None:
-    """Print the verified Pareto front of a job."""
-    _show_pareto(_result(job, store))
+def pareto(
+    job: str, store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
+) -> None:
+    """Print the verified Pareto front of a job, with the fp32 reference first."""
+    _print_rows(_pareto_table(_result(job, store)), json_out, csv_out)
+
+
+@app.command()
+def show(
+    job: str,
+    trial: Annotated[str, typer.Argument(help="Trial number, or fp32.")],
+    store: StoreOpt = DEFAULT_STORE,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+) -> None:
+    """Show one trial's per-layer choices and its measurements."""
+    from bitprism.report import layer_rows
+
+    result = _result(job, store)
+    number = None if trial == "fp32" else _trial_number(trial)
+    found = [t for t in result.trials if t.number == number]
+    if not found:
+        _fail(f"job {job!r} has no trial {trial}")
+    record = found[0]
+    order = [layer["name"] for layer in (result.job.space or {}).get("layers", [])]
+    rows = layer_rows(record, order or [name for name, _ in record.candidate])
+    if json_out:
+        data = {"trial": trial, "state": record.state.value, "metrics": record.metrics}
+        typer.echo(json.dumps({**data, "error": record.error, "layers": rows}, indent=2))
+        return
+    metrics = ", ".join(f"{k} {v:.6g}" for k, v in sorted(record.metrics.items()))
+    caption = f"{record.state.value}; {metrics}" + (f"; {record.error}" if record.error else "")
+    _print_rows((f"{job} trial {trial}", rows, {"caption": caption}), False, csv_out)
 
 
 @app.command("export")
 def export_cmd(
     job: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
-    max_drop: Annotated[float | None, typer.Option(help="Accuracy drop allowed (points).")] = None,
-    by: Annotated[Objective, typer.Option(help="Objective to optimise under the constraints.")] = (
+    max_drop_pct: DropPctOpt = None,
+    max_drop_abs: DropAbsOpt = None,
+    min_speedup: SpeedOpt = None,
+    by: Annotated[Objective, typer.Option(help="Objective to optimise under the limits.")] = (
         Objective.WEIGHT_BYTES
     ),
+    fp32_if_none: Fp32Opt = False,
+    workload: Annotated[
+        str | None, typer.Option(help="pkg.mod:factory, for a job started from Python.")
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
-    """Export the best verified point under the constraints to ONNX."""
-    _export(job, store, output, max_drop, by)
+    """Export the best verified point under the limits to ONNX (default: smallest, not slower)."""
+    from bitprism.workloads.registry import resolve_workload
+
+    with _errors():
+        given = resolve_workload(workload) if workload else None
+    result = _result(job, store, given)
+    limits = result.constraints(
+        max_drop_pct=max_drop_pct, max_drop_abs=max_drop_abs, min_speedup=min_speedup
+    )
+    _export(result, output, limits, by, fp32_if_none)
 
 
-@app.command()
-def jobs(store: StoreOpt = DEFAULT_STORE) -> None:
-    """List the jobs in a store."""
-    from bitprism.search.store import Store
-
-    table = Table("job", "workload", "status", "created")
-    for record in Store(store).jobs():
-        table.add_row(
-            record.id, record.workload, record.status.value, f"{record.created_at:%Y-%m-%d %H:%M}"
-        )
-    console.print(table)
+def _merge(base: Any, updates: dict[str, Any], **nested: dict[str, Any]) -> dict[str, Any]:
+    """Add the given nested flags (e.g. constraints) to ``updates`` over the base spec's own."""
+    out = dict(updates)
+    for name, values in nested.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            out[name] = {**getattr(base, name).model_dump(mode="json"), **given}
+    return out
 
 
-def _result(job: str, store: str) -> Any:
+def _trial_number(text: str) -> int:
+    if not text.isdigit():
+        _fail(f"trial must be a number or fp32, got {text!r}")
+    return int(text)
+
+
+def _result(job: str, store: str, workload: Any = None) -> Any:
     from bitprism.results import SearchResult
 
-    try:
-        return SearchResult(job, store)
-    except KeyError as exc:
-        _fail(str(exc.args[0]))
+    with _errors():
+        try:
+            return SearchResult(job, store, workload=workload)
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
 
 
-def _show_pareto(result: Any) -> None:
+def _pareto_table(result: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    from bitprism.report import pareto_rows
+
+    rows = pareto_rows(result)
+    caption = f"speed-up vs fp32 timed in the same passes at {_timed_at(result)}"
+    return f"Pareto front of {result.job_id} (verified ONNX files)", rows, {"caption": caption}
+
+
+def _print_rows(
+    table: tuple[str, list[dict[str, Any]], dict[str, Any]], js: bool, cs: bool
+) -> None:
+    """One set of rows as JSON, CSV or a readable table."""
+    title, rows, extra = table
+    if js:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if cs:
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        typer.echo(buffer.getvalue(), nl=False)
+        return
+    if not rows:
+        console.print(f"{title}: nothing yet")
+        return
+    shown = rows[:MAX_ROWS]
+    caption = extra.get("caption") or ""
+    if len(rows) > len(shown):
+        caption += f"\n{len(rows) - len(shown)} more rows: --json or --csv lists all"
+    out = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False)
+    cells = [_cells(row, rows[0]) for row in shown]
+    for column in cells[0]:
+        wraps = column in ("choices", "error", "form")
+        out.add_column(
+            column, justify="left" if wraps or column == "point" else "right", no_wrap=not wraps
+        )
+    for row_cells in cells:
+        out.add_row(*row_cells.values())
+    console.print(out)
+
+
+def _cells(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, str]:
+    """Readable cells; Pareto rows get merged speed-up and size columns."""
+    from bitprism.report import score_digits
+
+    if "speedup_min" not in row:
+        return {
+            k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+            for k, v in row.items()
+        }
+    digits = score_digits(reference["accuracy"])
+    return {
+        "point": row["point"],
+        "accuracy": f"{row['accuracy']:.{digits}f}",
+        "drop": f"{row['drop_pct']:+.2f}%",
+        "speed-up": f"{row['speedup']:.2f}x",
+        "spread": f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f}",
+        "KiB": f"{row['weight_bytes'] / 1024:.1f}",
+        "smaller": f"{row['smaller_x']:.2f}x",
+        "choices": row["choices"],
+    }
+
+
+def _timed_at(result: Any) -> str:
+    """``batch 32, 1 thread``: the batch is the one the job really timed."""
     reference = result.reference
-    table = Table(title=f"Pareto front of {result.job_id} (verified ONNX files)")
-    for column in ("point", "accuracy", "drop", "latency ms", "weight KiB", "size x", "choices"):
-        table.add_column(column, justify="left" if column in ("point", "choices") else "right")
-    for point in result.pareto:
-        drop = f"{reference.accuracy - point.accuracy:+.2f}" if reference else "?"
-        ratio = f"{reference.weight_bytes / point.weight_bytes:.2f}" if reference else "?"
-        table.add_row(
-            point.label,
-            f"{point.accuracy:.2f}",
-            drop,
-            f"{point.latency_ms:.3f}",
-            f"{point.weight_bytes / 1024:.1f}",
-            ratio,
-            _summary(point),
-        )
-    if result.pareto:
-        layers = " ".join(name for name, _ in result.pareto[0].candidate)
-        table.caption = f"choices per layer ({layers}): bits, s = sparsity, r = rank fraction"
-    console.print(table)
+    batch = None if reference is None else reference.metrics.get("timing_batch")
+    return str(result.spec.latency.describe(None if batch is None else int(batch)))
 
 
-def _summary(point: Any) -> str:
-    """One token per layer: bits (fp = 16), then sparsity and rank fraction when used."""
-    tokens = []
-    for _name, choice in point.candidate:
-        token = "fp" if choice.weight_bits == 16 else str(choice.weight_bits)
-        token += f"s{choice.sparsity:g}" if choice.sparsity else ""
-        token += f"r{choice.rank_fraction:g}" if choice.rank_fraction < 1 else ""
-        tokens.append(token)
-    return " ".join(tokens)
+def _export(result: Any, output: Path, limits: Any, by: Objective, fp32_if_none: bool) -> None:
+    from bitprism.report import score_digits
 
-
-def _export(job: str, store: str, output: Path, max_drop: float | None, by: Objective) -> None:
-    from bitprism.results import ExportError
-
-    result = _result(job, store)
-    try:
-        report = result.export(output, max_drop=max_drop, by=by)
-    except ExportError as exc:
-        _fail(str(exc))
+    with _errors():
+        report = result.export(output, constraints=limits, by=by, fp32_if_none=fp32_if_none)
+    digits = score_digits(report.reference.accuracy or 0.0)
     table = Table(title=f"exported {report.point.label} to {report.path}")
-    for column in ("model", "accuracy", "file KiB", "latency ms (median)"):
+    for column in ("model", "accuracy", "file KiB", "latency ms", "speed-up (spread)"):
         table.add_column(column, justify="right")
-    for name, acc, size, lat in (
-        (
-            "fp32",
-            report.reference_accuracy,
-            report.reference_file_bytes,
-            report.reference_latency_ms,
-        ),
-        (report.point.label, report.accuracy, report.file_bytes, report.latency_ms),
-    ):
+    for name, file in (("fp32", report.reference), (report.point.label, report.chosen)):
+        t = file.timing
         table.add_row(
-            name, "?" if acc is None else f"{acc:.2f}", f"{size / 1024:.1f}", f"{lat:.3f}"
+            name,
+            "?" if file.accuracy is None else f"{file.accuracy:.{digits}f}",
+            f"{file.file_bytes / 1024:.1f}",
+            f"{t.latency.median_ms:.3f}",
+            f"{t.speedup:.2f}x ({t.speedup_min:.2f}-{t.speedup_max:.2f})",
         )
     console.print(table)
+    style = "green" if report.point.is_reference or report.speedup >= 1 else "yellow"
     console.print(
-        f"size {report.reference_file_bytes / report.file_bytes:.2f}x smaller, latency "
-        f"{report.reference_latency_ms / report.latency_ms:.2f}x (threads="
-        f"{result.spec.latency.threads})"
+        f"[{style}]{report.summary()}[/{style}] (timed at {_timed_at(result)}, "
+        f"{result.spec.latency.passes} interleaved passes)"
     )
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn bitprism's user-facing errors into one red line and a non-zero exit."""
+    from bitprism.results import ExportError
+    from bitprism.search.lease import JobBusyError
+    from bitprism.search.loop import ReferenceFailed
+
+    try:
+        yield
+    except (ReferenceFailed, ExportError, JobBusyError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:  # SpecError, PathError, StoreError, a bad workload reference
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -16,15 +16,19 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class Objective(StrEnum):
-    """Measured quantities the search optimises, each with a fixed direction."""
+    """Measured quantities the search optimises, each with a fixed direction.
+
+    ``speedup`` is the fp32 reference's latency over the candidate's, both timed in the same
+    interleaved passes, so that drift of the machine cancels (> 1 = faster than fp32).
+    """
 
     ACCURACY = "accuracy"
-    LATENCY = "latency_ms"
+    SPEEDUP = "speedup"
     WEIGHT_BYTES = "weight_bytes"
 
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
-        return "maximize" if self is Objective.ACCURACY else "minimize"
+        return "minimize" if self is Objective.WEIGHT_BYTES else "maximize"
 
 
 class Sampler(StrEnum):
@@ -36,7 +40,7 @@ class Sampler(StrEnum):
 
 
 class Knob(StrEnum):
-    """Per-layer knobs that overrides may restrict."""
+    """Per-layer knobs that overrides may restrict (and ``extra_knobs`` may switch on)."""
 
     WEIGHT_BITS = "weight_bits"
     SPARSITY = "sparsity"
@@ -48,19 +52,37 @@ class _Strict(BaseModel):
 
 
 class Constraints(_Strict):
-    """Limits that filter the Pareto front and pick the exported point (None = no limit)."""
+    """Limits that filter the Pareto front and pick the exported point (None = no limit).
 
-    max_accuracy_drop: float | None = Field(1.0, ge=0)
-    max_latency_ms: float | None = Field(None, gt=0)
+    The accuracy drop is measured against the fp32 reference's score: ``max_drop_pct`` in percent
+    of that score (scale-free, like Intel Neural Compressor's ``tolerable_loss``; the default),
+    ``max_drop_abs`` in the metric's own units. Both apply when both are set.
+    ``min_speedup`` is the speed-up over fp32 a point needs (1.0 = not slower; it is allowed the
+    point's own measured spread between timing passes); None accepts slower points.
+    """
+
+    max_drop_pct: float | None = Field(1.0, ge=0, le=100)
+    max_drop_abs: float | None = Field(None, ge=0)
+    min_speedup: float | None = Field(1.0, ge=0)
     max_weight_bytes: int | None = Field(None, gt=0)
 
 
 class LatencySpec(_Strict):
-    """How each candidate is timed in onnxruntime."""
+    """How candidates are timed: ``passes`` interleaved passes over fp32 and the candidates,
+    each model ``repeats`` runs per pass after ``warmup`` runs; ``batch`` None = the
+    workload's example batch; printed with every latency."""
 
     threads: int = Field(1, ge=1, le=256)
+    batch: int | None = Field(None, ge=1, le=65_536)
     warmup: int = Field(10, ge=0, le=10_000)
-    repeats: int = Field(50, ge=3, le=100_000)
+    repeats: int = Field(20, ge=3, le=100_000)
+    passes: int = Field(5, ge=1, le=1000)
+
+    def describe(self, example_batch: int | None = None) -> str:
+        """E.g. ``batch 32, 1 thread``: what every printed latency was measured at."""
+        rows = self.batch or example_batch
+        batch = "the example batch" if rows is None else f"batch {rows}"
+        return f"{batch}, {self.threads} thread{'s' if self.threads > 1 else ''}"
 
 
 class JobSpec(_Strict):
@@ -76,7 +98,7 @@ class JobSpec(_Strict):
     job_id: str | None = None
     objectives: tuple[Objective, ...] = (
         Objective.ACCURACY,
-        Objective.LATENCY,
+        Objective.SPEEDUP,
         Objective.WEIGHT_BYTES,
     )
     constraints: Constraints = Constraints()
@@ -88,8 +110,10 @@ class JobSpec(_Strict):
     output_dir: Path = Path("bitprism-runs")
     backend: str = "ort-cpu"
     overrides: dict[str, dict[Knob, tuple[float, ...]]] = Field(default_factory=dict)
+    extra_knobs: tuple[Knob, ...] = ()
     latency: LatencySpec = LatencySpec()
     parity_tolerance: float = Field(0.05, gt=0, le=1.0)
+    trial_timeout_s: float = Field(600.0, gt=0, le=7 * 24 * 3600)
 
     @field_validator("job_id")
     @classmethod
@@ -118,13 +142,6 @@ class JobSpec(_Strict):
             raise ValueError("only sqlite:// and postgresql:// stores are supported")
         return value
 
-    @field_validator("output_dir")
-    @classmethod
-    def _output_dir(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{value} exists and is not a folder")
-        return value
-
     @model_validator(mode="after")
     def _overrides(self) -> JobSpec:
         for pattern, knobs in self.overrides.items():
@@ -135,16 +152,41 @@ class JobSpec(_Strict):
 
     @classmethod
     def from_yaml(cls, path: Path, **updates: Any) -> JobSpec:
-        """Read a YAML job spec; ``updates`` (e.g. CLI flags) win over the file's fields."""
+        """Read a YAML job spec; ``updates`` (e.g. CLI flags) win over the file's fields.
+
+        Relative paths in the file (``output_dir``, a SQLite ``store``) are relative to the
+        file's folder, not to the current one; those in ``updates`` stay as given.
+        """
         if not path.is_file():
             raise SpecError(f"job spec {path}: no such file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise SpecError(f"job spec {path}: not valid YAML: {exc}") from exc
+        if data is None:
+            raise SpecError(f"job spec {path}: the file is empty; give at least a workload")
         if not isinstance(data, dict):
             raise SpecError(f"job spec {path}: expected a mapping of fields at the top level")
+        data = _anchor_paths(data, path.resolve().parent)
         return build_spec({**data, **updates}, source=str(path))
+
+
+def _anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``output_dir`` and a SQLite store's file, made relative to ``folder`` where relative."""
+    out = dict(data)
+    if isinstance(out.get("output_dir"), str) and not Path(out["output_dir"]).is_absolute():
+        out["output_dir"] = str(folder / Path(out["output_dir"]).expanduser())
+    store = out.get("store")
+    if isinstance(store, str):
+        try:
+            url = make_url(store)
+        except ArgumentError:
+            return out  # the store validator reports it by name
+        database = url.database or ":memory:"
+        relative = database != ":memory:" and not Path(database).expanduser().is_absolute()
+        if url.get_backend_name() == "sqlite" and relative:
+            out["store"] = url.set(database=str(folder / database)).render_as_string(False)
+    return out
 
 
 class SpecError(ValueError):

@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bitprism.config import JobSpec, Objective
-from bitprism.search.pareto import best_index, pareto_front, satisfies
+from bitprism.config import Constraints, JobSpec, Objective
+from bitprism.paths import PathError, writable_file
+from bitprism.search.pareto import accuracy_floor, best_index, pareto_front, satisfies
 from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import JobRecord, Store, TrialRecord
 from bitprism.spaces.candidate import Candidate
 from bitprism.workloads.base import Workload
 
-ACCURACY_TOLERANCE = 0.5  # points: exported file vs the trial's stored accuracy
+if TYPE_CHECKING:
+    from bitprism.evaluators.verify import FileReport
+
+# The exported file is re-scored; it may differ from the stored score by this fraction of fp32's.
+RESCORE_TOLERANCE = 0.005
 
 
 class ExportError(RuntimeError):
@@ -35,12 +41,20 @@ class ParetoPoint:
         return self.metrics["accuracy"]
 
     @property
+    def speedup(self) -> float:
+        return self.metrics.get("speedup", float("nan"))
+
+    @property
     def latency_ms(self) -> float:
-        return self.metrics["latency_ms"]
+        return self.metrics.get("latency_ms", float("nan"))
 
     @property
     def weight_bytes(self) -> float:
         return self.metrics["weight_bytes"]
+
+    @property
+    def is_reference(self) -> bool:
+        return self.number is None
 
     @property
     def label(self) -> str:
@@ -49,28 +63,42 @@ class ParetoPoint:
 
 @dataclass(frozen=True)
 class ExportReport:
-    """The exported file next to the fp32 reference, both measured at export time."""
+    """The exported file next to the fp32 file, both re-measured at export time."""
 
     path: Path
     point: ParetoPoint
-    accuracy: float | None
-    file_bytes: int
-    latency_ms: float
-    reference_accuracy: float | None
-    reference_file_bytes: int
-    reference_latency_ms: float
+    chosen: FileReport
+    reference: FileReport
+
+    @property
+    def size_ratio(self) -> float:
+        """fp32 file bytes over the exported file's (> 1 = smaller)."""
+        return self.reference.file_bytes / self.chosen.file_bytes
+
+    @property
+    def speedup(self) -> float:
+        """The exported file's speed-up over fp32, timed in the same passes (> 1 = faster)."""
+        return self.chosen.timing.speedup
+
+    def summary(self) -> str:
+        """E.g. ``3.41x smaller, 1.12x faster than fp32`` (or ``slower``), or that it is fp32."""
+        if self.point.is_reference:
+            return "exported the fp32 model itself: no compressed point met the limits"
+        pace = "faster" if self.speedup >= 1 else "slower"
+        speed = self.speedup if self.speedup >= 1 else 1 / self.speedup
+        return f"{self.size_ratio:.2f}x smaller, {speed:.2f}x {pace} than fp32"
 
 
 class SearchResult:
-    """Read access to one job in a store.
+    """Read access to one job in a store; opening it never creates a store.
 
     Example:
         >>> result = bitprism.search("digits-cnn", JobSpec(trials=40))
-        >>> best = result.export("out/best.onnx", max_drop=1.0)
+        >>> best = result.export("out/best.onnx")  # smallest within 1% of fp32, not slower
     """
 
     def __init__(self, job_id: str, store: str | Store, workload: Workload | None = None) -> None:
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = store if isinstance(store, Store) else Store(store, create=False)
         record = self.store.job(job_id)
         if record is None:
             raise KeyError(f"no job {job_id!r} in {self.store.url}")
@@ -89,7 +117,7 @@ class SearchResult:
     @property
     def reference(self) -> ParetoPoint | None:
         """The fp32 model, measured the same way as every candidate."""
-        points = [p for p in self._points() if p.number is None]
+        points = [p for p in self._points() if p.is_reference]
         return points[0] if points else None
 
     @property
@@ -97,69 +125,128 @@ class SearchResult:
         """Non-dominated verified points over the job's objectives, most accurate first."""
         points = self._points()
         front = [points[i] for i in pareto_front([p.metrics for p in points], self.spec.objectives)]
-        return sorted(front, key=lambda p: (-p.accuracy, p.latency_ms, p.weight_bytes))
+        return sorted(front, key=lambda p: (-p.accuracy, -p.speedup, p.weight_bytes))
 
-    def feasible(self, max_drop: float | None = None) -> list[ParetoPoint]:
-        """Front points within the job's constraints (``max_drop`` overrides the accuracy one)."""
-        reference = self.reference
-        if reference is None:
-            raise ExportError(f"job {self.job_id!r} has no fp32 reference measurement")
-        constraints = self.spec.constraints
-        if max_drop is not None:
-            constraints = constraints.model_copy(update={"max_accuracy_drop": max_drop})
-        return [p for p in self.pareto if satisfies(p.metrics, reference.metrics, constraints)]
+    def constraints(self, **limits: float | None) -> Constraints:
+        """The job's constraints with the given fields (e.g. ``max_drop_pct=2``) replaced."""
+        given = {k: v for k, v in limits.items() if v is not None}
+        return self.spec.constraints.model_copy(update=given)
+
+    def feasible(self, constraints: Constraints | None = None) -> list[ParetoPoint]:
+        """Compressed front points within ``constraints`` (default: the job's)."""
+        reference = self._require_reference()
+        limits = constraints or self.spec.constraints
+        return [
+            p
+            for p in self.pareto
+            if not p.is_reference and satisfies(p.metrics, reference.metrics, limits)
+        ]
 
     def best(
-        self, max_drop: float | None = None, by: Objective = Objective.WEIGHT_BYTES
+        self,
+        constraints: Constraints | None = None,
+        by: Objective = Objective.WEIGHT_BYTES,
+        fp32_if_none: bool = False,
     ) -> ParetoPoint:
-        """The feasible front point best on ``by``."""
-        feasible = self.feasible(max_drop)
-        if not feasible:
-            raise ExportError(f"job {self.job_id!r}: no verified point meets the constraints")
-        return feasible[best_index([p.metrics for p in feasible], by)]
+        """The feasible compressed point best on ``by``; fp32 itself only if asked and none is.
+
+        Raises:
+            ExportError: saying plainly which limit no point met.
+        """
+        feasible = self.feasible(constraints)
+        if feasible:
+            return feasible[best_index([p.metrics for p in feasible], by)]
+        if fp32_if_none:
+            return self._require_reference()
+        raise ExportError(self._none_message(constraints or self.spec.constraints))
 
     def export(
         self,
         path: str | Path,
         *,
-        max_drop: float | None = None,
+        constraints: Constraints | None = None,
         by: Objective = Objective.WEIGHT_BYTES,
+        fp32_if_none: bool = False,
     ) -> ExportReport:
         """Write the best feasible point's ONNX file to ``path`` after re-verifying it.
 
-        The file written is byte for byte the one the trial was timed with. It is loaded in
-        onnxruntime and scored again; if its accuracy strays more than 0.5 point from the stored
-        one, :class:`ExportError` is raised and nothing is written.
+        The file written is byte for byte the one that was timed. It is loaded in onnxruntime,
+        scored again and re-timed against the fp32 file in interleaved passes; if its score
+        strays from the stored one, :class:`ExportError` is raised and nothing is written.
         """
         from bitprism.evaluators.verify import compare_files
 
-        target = _output_path(path)
-        point, reference = self.best(max_drop, by), self.reference
-        if reference is None:  # best() already refuses this; kept for the type checker
-            raise ExportError(f"job {self.job_id!r} has no fp32 reference measurement")
+        try:
+            target = writable_file(path, "export path", ".onnx")
+        except PathError as exc:
+            raise ExportError(str(exc)) from None
+        point, reference = self.best(constraints, by, fp32_if_none), self._require_reference()
         data, ref_data = _read_verified(point), _read_verified(reference)
-        workload = self._resolve_workload()
-        chosen, fp32 = compare_files([data, ref_data], workload, self.spec.latency)
-        if (
-            chosen.accuracy is not None
-            and abs(chosen.accuracy - point.accuracy) > ACCURACY_TOLERANCE
-        ):
+        workload = self.workload()
+        fp32, chosen = compare_files([ref_data, data], workload, self.spec.latency)
+        tolerance = RESCORE_TOLERANCE * max(abs(reference.accuracy), 1e-9)
+        if chosen.accuracy is not None and abs(chosen.accuracy - point.accuracy) > tolerance:
             raise ExportError(
-                f"{point.label}: file scores {chosen.accuracy:.2f}, stored "
-                f"{point.accuracy:.2f}; not exported"
+                f"{point.label}: file scores {chosen.accuracy:.6g}, stored "
+                f"{point.accuracy:.6g}; not exported"
             )
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_bytes(data)
         tmp.replace(target)
-        return ExportReport(
-            target,
-            point,
-            chosen.accuracy,
-            chosen.file_bytes,
-            chosen.latency_ms,
-            fp32.accuracy,
-            fp32.file_bytes,
-            fp32.latency_ms,
+        return ExportReport(target, point, chosen, fp32)
+
+    def workload(self) -> Workload:
+        """The job's workload: the one given, else resolved from the stored name.
+
+        Raises:
+            ExportError: when the stored name cannot be resolved (a job started with a
+                ``Workload`` object) or the given workload's model is not the job's.
+        """
+        if self._workload is None:
+            from bitprism.workloads.registry import resolve_workload
+
+            try:
+                self._workload = resolve_workload(self.job.workload)
+            except ValueError as exc:
+                raise ExportError(
+                    f"job {self.job_id!r} was started with workload {self.job.workload!r}, which "
+                    "cannot be rebuilt by name; pass it again (load_result(..., workload=...) "
+                    f"or --workload pkg.mod:factory): {exc}"
+                ) from None
+        self._check_model(self._workload)
+        return self._workload
+
+    def _check_model(self, workload: Workload) -> None:
+        from bitprism.workloads.fingerprint import model_fingerprint
+
+        expected = self.job.model_hash
+        if expected and model_fingerprint(workload.model, workload.example_inputs) != expected:
+            raise ExportError(
+                f"workload {workload.name!r} has another model than job {self.job_id!r} (its "
+                "weights or graph differ); export with the workload the job was run on"
+            )
+
+    def _require_reference(self) -> ParetoPoint:
+        reference = self.reference
+        if reference is None:
+            raise ExportError(f"job {self.job_id!r} has no fp32 reference measurement")
+        return reference
+
+    def _none_message(self, limits: Constraints) -> str:
+        reference = self._require_reference()
+        floor = accuracy_floor(reference.accuracy, limits)
+        wanted = []
+        if floor is not None:
+            wanted.append(f"accuracy >= {floor:.6g} (fp32 {reference.accuracy:.6g})")
+        if limits.min_speedup:
+            wanted.append(f"at least {limits.min_speedup:g}x the fp32 speed")
+        if limits.max_weight_bytes is not None:
+            wanted.append(f"weights <= {limits.max_weight_bytes} bytes")
+        return (
+            f"job {self.job_id!r}: no verified compressed point has {' and '.join(wanted)}; "
+            "relax a limit (--max-drop-pct, --max-drop-abs, --min-speedup 0 for slower points), "
+            "run more trials, or ask for the fp32 model with --fp32-if-none"
         )
 
     def _points(self) -> list[ParetoPoint]:
@@ -186,13 +273,6 @@ class SearchResult:
             )
         return points
 
-    def _resolve_workload(self) -> Workload:
-        if self._workload is None:
-            from bitprism.workloads.registry import resolve_workload
-
-            self._workload = resolve_workload(self.job.workload)
-        return self._workload
-
 
 def _read_verified(point: ParetoPoint) -> bytes:
     path = Path(point.onnx_path)
@@ -202,13 +282,3 @@ def _read_verified(point: ParetoPoint) -> bytes:
     if hashlib.sha256(data).hexdigest() != point.onnx_sha256:
         raise ExportError(f"{point.label}: {path} changed since it was measured (sha256 differs)")
     return data
-
-
-def _output_path(path: str | Path) -> Path:
-    target = Path(path).expanduser()
-    if target.suffix != ".onnx":
-        raise ExportError(f"export path {target} must end in .onnx")
-    if target.is_dir():
-        raise ExportError(f"export path {target} is a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.resolve()

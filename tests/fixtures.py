@@ -96,3 +96,132 @@ class TiedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def _fp32_outputs(workload: Workload) -> torch.Tensor:
+    with torch.no_grad():
+        return workload.model(*((workload.example_inputs,)))
+
+
+def _is_fp32(model: nn.Module, workload: Workload, reference: torch.Tensor) -> bool:
+    """Whether ``model`` computes what the fp32 model does (the reference, not a candidate)."""
+    with torch.no_grad():
+        return torch.allclose(model(workload.example_inputs), reference, atol=1e-4, rtol=1e-4)
+
+
+def fails_when_compressed() -> Workload:
+    """A metric that works on the fp32 model and raises on every compressed candidate."""
+    workload = token_mlp()
+    reference = _fp32_outputs(workload)
+
+    def evaluate(m: nn.Module) -> float:
+        if not _is_fp32(m, workload, reference):
+            raise RuntimeError("metric exploded on purpose")
+        return workload.evaluate(m)
+
+    return Workload("fails-compressed", workload.model, evaluate, workload.example_inputs)
+
+
+def hangs_when_compressed() -> Workload:
+    """A metric that hangs on compressed candidates: the per-trial timeout must fail them."""
+    workload = token_mlp()
+    reference = _fp32_outputs(workload)
+
+    def evaluate(m: nn.Module) -> float:
+        if not _is_fp32(m, workload, reference):
+            import time
+
+            time.sleep(600)
+        return workload.evaluate(m)
+
+    return Workload("hangs", workload.model, evaluate, workload.example_inputs)
+
+
+def says_a_string() -> Workload:
+    """A metric that returns text instead of a number."""
+    workload = token_mlp()
+    return Workload("stringly", workload.model, lambda m: "0.9", workload.example_inputs)
+
+
+def digits_fraction() -> Workload:
+    """The built-in digits CNN, its accuracy given as a fraction in [0, 1] instead of percent."""
+    from bitprism.workloads import resolve_workload
+
+    workload = resolve_workload("digits-cnn")
+    return Workload(
+        "digits-fraction",
+        workload.model,
+        lambda m: workload.evaluate(m) / 100.0,
+        workload.example_inputs,
+        workload.calibration,
+    )
+
+
+def token_mlp_retrained() -> Workload:
+    """The same architecture and data as token-mlp, other weights (a retrained model)."""
+    workload = token_mlp()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in workload.model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    return Workload("token-mlp", workload.model, workload.evaluate, workload.example_inputs)
+
+
+class _Norms(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+def nothing_to_compress() -> Workload:
+    """A model with no Linear or Conv layer."""
+    return Workload("norms", _Norms().eval(), lambda m: 1.0, example_inputs=torch.randn(4, 8))
+
+
+class BnCNN(nn.Module):
+    """Conv (no bias) + BatchNorm + ReLU blocks and a linear head, for 1x8x8 digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def bn_cnn() -> Workload:
+    """A small BatchNorm CNN trained briefly on digits (accuracy in percent)."""
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(data.target)
+    torch.manual_seed(0)
+    model = BnCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(4):
+        for batch in torch.randperm(len(y)).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    model.eval()
+    test_x, test_y = x[-360:], y[-360:]
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return float((m(test_x).argmax(-1) == test_y).float().mean() * 100)
+
+    return Workload("bn-cnn", model, evaluate, example_inputs=test_x[:32], calibration=[x[:64]])

@@ -32,15 +32,22 @@ def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_ur
     assert front and all(p.metrics["parity_rel_err"] <= spec.parity_tolerance for p in front)
     accuracies = [p.accuracy for p in front]
     assert accuracies == sorted(accuracies, reverse=True)
-    report = result.export(tmp_path / "best.onnx", max_drop=100.0)
-    assert report.path.is_file() and report.file_bytes == report.path.stat().st_size
-    assert report.file_bytes <= report.reference_file_bytes
+    limits = result.constraints(max_drop_pct=100.0, min_speedup=0.0)
+    report = result.export(tmp_path / "best.onnx", constraints=limits)
+    assert report.path.is_file() and report.chosen.file_bytes == report.path.stat().st_size
+    assert report.chosen.file_bytes <= report.reference.file_bytes
     session = make_session(report.path.read_bytes(), threads=1)
     assert abs(token_mlp.evaluate(OrtModule(session)) - report.point.accuracy) <= 0.5
     with pytest.raises(ExportError, match="must end in .onnx"):
-        result.export(tmp_path / "best.txt")
+        result.export(tmp_path / "best.txt", constraints=limits)
     reopened = bitprism.load_result("api", store=store_url)
     assert [p.number for p in reopened.pareto] == [p.number for p in front]
+    # Finding 11: a job started with a Workload object cannot be rebuilt by name ...
+    with pytest.raises(ExportError, match="pass it again"):
+        reopened.export(tmp_path / "again.onnx", constraints=limits)
+    # ... and reopens when the workload is given again (its model is checked to be the job's).
+    again = bitprism.load_result("api", store=store_url, workload=token_mlp)
+    assert again.export(tmp_path / "again.onnx", constraints=limits).path.is_file()
     assert isinstance(ort.InferenceSession(str(report.path)), ort.InferenceSession)
     assert torch.is_tensor(OrtModule(session)(token_mlp.example_inputs))
 

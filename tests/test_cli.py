@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
 import onnxruntime as ort
@@ -27,41 +30,48 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
                 "job_id": "cli",
                 "store": store_url,
                 "output_dir": str(tmp_path / "runs"),
-                "latency": {"repeats": 5},
+                "latency": {"repeats": 5, "passes": 3},
             }
         )
     )
     out = tmp_path / "out" / "best.onnx"
+    loose = ["--max-drop-pct", "100", "--min-speedup", "0"]
     result = runner.invoke(
-        app, ["search", str(spec), "--no-progress", "--export", str(out), "--max-drop", "100"]
+        app, ["search", str(spec), "--no-progress", "--export", str(out), *loose]
     )
     assert result.exit_code == 0, result.output
     assert "Pareto front of cli" in result.output and "exported" in result.output
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].name == "x"
 
+    assert "smaller" in result.output and ("faster" in result.output or "slower" in result.output)
+
     status = runner.invoke(app, ["status", "cli", "--store", store_url])
-    assert status.exit_code == 0 and "done" in status.output and "7 complete" in status.output
+    assert status.exit_code == 0 and "done" in status.output and "6 complete" in status.output
+    assert "6 of 6 trials" in status.output and "None" not in status.output
     front = runner.invoke(app, ["pareto", "cli", "--store", store_url])
-    assert front.exit_code == 0 and ("fp32" in front.output or "trial" in front.output)
-    again = tmp_path / "again.onnx"
-    exported = runner.invoke(
-        app,
-        [
-            "export",
-            "cli",
-            "--store",
-            store_url,
-            "-o",
-            str(again),
-            "--max-drop",
-            "100",
-            "--by",
-            "latency_ms",
-        ],
+    assert front.exit_code == 0 and "fp32" in front.output and " 16 " not in front.output
+    rows = json.loads(runner.invoke(app, ["pareto", "cli", "--store", store_url, "--json"]).output)
+    assert rows[0]["point"] == "fp32" and rows[0]["speedup"] == 1.0  # fp32 is always shown
+    assert {"accuracy", "drop_pct", "speedup_min", "speedup_max", "choices"} <= set(rows[0])
+    table = runner.invoke(app, ["pareto", "cli", "--store", store_url, "--csv"]).output
+    assert list(csv.DictReader(io.StringIO(table)))[0]["point"] == "fp32"
+    summary = json.loads(
+        runner.invoke(app, ["status", "cli", "--store", store_url, "--json"]).output
     )
+    assert summary["trials"] == {"complete": 6} and summary["trials_asked"] == 6
+    shown = runner.invoke(app, ["show", "cli", "fp32", "--store", store_url])
+    assert shown.exit_code == 0 and "up" in shown.output and "fp32" in shown.output
+    again = tmp_path / "again.onnx"
+    args = ["export", "cli", "--store", store_url, "-o", str(again), *loose, "--by", "speedup"]
+    exported = runner.invoke(app, args)
     assert exported.exit_code == 0, exported.output
     assert again.is_file()
+    # Resume with a bigger budget: status tells the new budget, not the first one.
+    resumed = runner.invoke(app, ["search", str(spec), "--no-progress", "--trials", "7"])
+    assert resumed.exit_code == 0, resumed.output
+    status = runner.invoke(app, ["status", "cli", "--store", store_url])
+    assert "7 of 7 trials" in status.output
 
 
 def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(
@@ -81,3 +91,70 @@ def test_unknown_job_and_bad_export_path_are_clear(tmp_path: Path, store_url: st
     missing = runner.invoke(app, ["pareto", "nope", "--store", store_url])
     assert missing.exit_code == 2 and "no job 'nope'" in missing.output
     assert runner.invoke(app, ["search", "--workload", "nope", "--store", store_url]).exit_code == 2
+
+
+@pytest.mark.parametrize("command", ["jobs", "status", "pareto", "export"])
+def test_read_only_commands_never_create_a_store(tmp_path: Path, command: str) -> None:
+    """Finding 10: a typo in --store must not leave a new database (and folders) behind."""
+    url = f"sqlite:///{tmp_path / 'typo' / 'typo.db'}"
+    args = {"jobs": [], "status": ["j"], "pareto": ["j"], "export": ["j", "-o", "x.onnx"]}
+    result = runner.invoke(app, [command, *args[command], "--store", url])
+    assert result.exit_code == 2 and "no bitprism store at" in result.output
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--store", "foo"], "not a database URL"),
+        (["--store", "sqlite:////proc/nope/x.db"], "inside /proc"),
+        (["--output-dir", "/proc/bitprism-runs"], "inside /proc"),
+        (["--output-dir", "{file}/runs"], "is a file, not a folder"),
+    ],
+)
+def test_bad_paths_fail_in_one_line_before_anything_is_written(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Finding 10: paths are checked first; no traceback, no pending job row."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = [a.replace("{file}", str(blocker)) for a in args]
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    base = ["search", "--workload", "tests.fixtures:token_mlp", "--no-progress"]
+    if "--store" not in args:
+        base += ["--store", store]
+    result = runner.invoke(app, [*base, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "store.db").exists()
+
+
+def test_export_path_is_checked_before_rescoring(tmp_path: Path, store_url: str) -> None:
+    Store(store_url).create_job("j", "digits-cnn", {}, study_name="bitprism-j")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["export", "j", "--store", store_url, "-o", f"{blocker}/m.onnx"])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output
+
+
+def test_version_and_a_failing_reference_exit_non_zero(tmp_path: Path, store_url: str) -> None:
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and "bitprism 0." in version.output
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--workload",
+            "tests.fixtures:exploding",
+            "--store",
+            store_url,
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--job-id",
+            "boom",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 1 and "fp32 reference failed" in result.output
+    status = runner.invoke(app, ["status", "boom", "--store", store_url])
+    assert "failed" in status.output and "fp32 reference failed" in status.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,9 +22,23 @@ class Parity:
 
 
 def score(workload: Workload, model: nn.Module) -> float:
-    """The workload's metric on ``model``; ValueError if it is not a finite number."""
+    """The workload's metric on ``model``.
+
+    Raises:
+        TypeError: when ``evaluate`` returns anything but a real number (a string, a bool, a
+            tensor of more than one element): ``float("0.9")`` would hide such a bug.
+        ValueError: when the number is NaN or infinite.
+    """
     with torch.no_grad():
-        value = float(workload.evaluate(model))
+        raw = workload.evaluate(model)
+    if isinstance(raw, torch.Tensor) and raw.numel() == 1 and not raw.is_complex():
+        raw = raw.item()
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        raise TypeError(
+            f"workload {workload.name!r}: evaluate() must return a number, got "
+            f"{type(raw).__name__} {raw!r:.80}"
+        )
+    value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"workload {workload.name!r}: evaluate() returned {value}")
     return value

@@ -12,7 +12,7 @@ import torch
 
 from bitprism.evaluators.compress import CompressedLayer
 from bitprism.kernels.base import KernelBackend
-from bitprism.kernels.onnx_graph import find_layer_node
+from bitprism.kernels.onnx_graph import find_layer_node, strip_metadata
 from bitprism.spaces.layer import LayerInfo
 from bitprism.workloads.base import Workload, as_tuple
 
@@ -45,8 +45,10 @@ def export_base(workload: Workload) -> bytes:
         )
     if program is None:
         raise RuntimeError(f"workload {workload.name!r}: torch.onnx.export returned nothing")
+    proto = program.model_proto
+    strip_metadata(proto)  # per-node stack traces: most of a small model's file, read by no one
     buffer = io.BytesIO()
-    onnx.save_model(program.model_proto, buffer)
+    onnx.save_model(proto, buffer)
     return buffer.getvalue()
 
 

@@ -1,7 +1,15 @@
-"""Measured latency of a whole ONNX model in an onnxruntime session."""
+"""Measured latency of whole ONNX models, always as a ratio to fp32 timed in the same passes.
+
+A lone latency figure on a shared 2-core machine moves by 10-100% from one moment to the next;
+the ratio of two models timed in alternation does not, because drift hits both. So every
+timing here is a comparison: the fp32 reference and the candidates are timed in ``passes``
+interleaved passes (the order rotates each pass, so no model always runs first), and each
+candidate's speed-up is the median over passes of fp32's pass median over its own.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 import onnxruntime as ort
 import torch
 
+from bitprism.config import LatencySpec
 from bitprism.evaluators.runtime import feeds
 
 
@@ -28,21 +37,102 @@ class LatencyStats:
         return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms else 0.0
 
 
-def measure_latency(
-    session: ort.InferenceSession, inputs: Sequence[torch.Tensor], warmup: int, repeats: int
-) -> LatencyStats:
-    """Warm up, then time ``repeats`` single runs end to end and summarise them."""
-    if repeats < 3:
-        raise ValueError(f"repeats must be >= 3 to report a spread, got {repeats}")
-    feed = feeds(session, inputs)
-    for _ in range(warmup):
-        session.run(None, feed)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        session.run(None, feed)
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    deciles = statistics.quantiles(samples, n=10)
-    return LatencyStats(
-        median_ms=statistics.median(samples), p10_ms=deciles[0], p90_ms=deciles[-1], runs=repeats
+@dataclass(frozen=True)
+class Comparison:
+    """One model timed against the fp32 reference in the same passes.
+
+    ``speedup`` > 1 means faster than fp32; ``speedup_min``/``speedup_max`` are the extremes of
+    the per-pass ratios, i.e. how far the measurement itself moved.
+    """
+
+    latency: LatencyStats
+    reference_ms: float
+    speedup: float
+    speedup_min: float
+    speedup_max: float
+
+    def metrics(self) -> dict[str, float]:
+        """The stored metric names of this measurement."""
+        return {
+            "latency_ms": self.latency.median_ms,
+            "latency_p10_ms": self.latency.p10_ms,
+            "latency_p90_ms": self.latency.p90_ms,
+            "reference_latency_ms": self.reference_ms,
+            "speedup": self.speedup,
+            "speedup_min": self.speedup_min,
+            "speedup_max": self.speedup_max,
+        }
+
+
+def timing_inputs(example: Sequence[torch.Tensor], batch: int | None) -> tuple[torch.Tensor, ...]:
+    """The example inputs resized to ``batch`` rows (repeated as needed); None keeps them."""
+    if batch is None:
+        return tuple(example)
+    out = []
+    for tensor in example:
+        copies = math.ceil(batch / tensor.shape[0])
+        out.append(torch.cat([tensor] * copies)[:batch].contiguous())
+    return tuple(out)
+
+
+def compare_latency(
+    sessions: Sequence[ort.InferenceSession],
+    inputs: Sequence[torch.Tensor],
+    spec: LatencySpec,
+) -> list[Comparison]:
+    """Time ``sessions`` (the first is the fp32 reference) in interleaved passes.
+
+    Returns one :class:`Comparison` per session, the reference's own first (speed-up 1).
+    """
+    if not sessions:
+        raise ValueError("compare_latency needs at least the reference session")
+    runs = [_Runner(s, inputs) for s in sessions]
+    for runner in runs:
+        runner.call(spec.warmup)
+    pass_medians: list[list[float]] = [[] for _ in runs]
+    samples: list[list[float]] = [[] for _ in runs]
+    for p in range(spec.passes):
+        order = [(p + k) % len(runs) for k in range(len(runs))]
+        for i in order:
+            timed = runs[i].time(spec.repeats)
+            samples[i] += timed
+            pass_medians[i].append(statistics.median(timed))
+    reference = pass_medians[0]
+    return [_comparison(samples[i], pass_medians[i], reference) for i in range(len(runs))]
+
+
+class _Runner:
+    """One session with its feed, so each timed call is ``session.run`` and nothing else."""
+
+    def __init__(self, session: ort.InferenceSession, inputs: Sequence[torch.Tensor]) -> None:
+        self.session = session
+        self.feed = feeds(session, inputs)
+
+    def call(self, times: int) -> None:
+        for _ in range(times):
+            self.session.run(None, self.feed)
+
+    def time(self, times: int) -> list[float]:
+        samples = []
+        for _ in range(times):
+            start = time.perf_counter_ns()
+            self.session.run(None, self.feed)
+            samples.append((time.perf_counter_ns() - start) / 1e6)
+        return samples
+
+
+def _comparison(samples: list[float], medians: list[float], reference: list[float]) -> Comparison:
+    ratios = [r / m for r, m in zip(reference, medians, strict=True)]
+    deciles = statistics.quantiles(samples, n=10) if len(samples) >= 2 else samples * 9
+    return Comparison(
+        latency=LatencyStats(
+            median_ms=statistics.median(samples),
+            p10_ms=deciles[0],
+            p90_ms=deciles[-1],
+            runs=len(samples),
+        ),
+        reference_ms=statistics.median(reference),
+        speedup=statistics.median(ratios),
+        speedup_min=min(ratios),
+        speedup_max=max(ratios),
     )

@@ -1,47 +1,40 @@
-"""Re-measure exported ONNX files side by side: accuracy, size, and interleaved latency."""
+"""Re-measure ONNX files side by side: accuracy, size, and latency against fp32."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import score
-from bitprism.evaluators.latency import measure_latency
+from bitprism.evaluators.latency import Comparison, compare_latency, timing_inputs
 from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.workloads.base import Workload, as_tuple
-
-_PASSES = 5
 
 
 @dataclass(frozen=True)
 class FileReport:
-    """One ONNX file as it would be deployed."""
+    """One ONNX file as it would be deployed, timed against the fp32 file."""
 
     file_bytes: int
-    latency_ms: float
-    accuracy: float | None  # None when the workload is not available to score it
+    timing: Comparison
+    accuracy: float | None  # None when not asked to score
 
 
 def compare_files(
     files: list[bytes], workload: Workload, latency: LatencySpec, with_accuracy: bool = True
 ) -> list[FileReport]:
-    """Load each file in stock onnxruntime, score it, and time all of them in alternating passes.
+    """Load each file in stock onnxruntime, time all in interleaved passes, score each.
 
-    Interleaving the passes spreads machine noise evenly over the files compared.
+    ``files[0]`` is the fp32 reference every speed-up is relative to.
     """
     sessions = [make_session(data, latency.threads) for data in files]
-    inputs = as_tuple(workload.example_inputs)
-    medians: list[list[float]] = [[] for _ in files]
-    for _ in range(_PASSES):
-        for i, session in enumerate(sessions):
-            stats = measure_latency(session, inputs, latency.warmup, latency.repeats)
-            medians[i].append(stats.median_ms)
+    inputs = timing_inputs(as_tuple(workload.example_inputs), latency.batch)
+    timings = compare_latency(sessions, inputs, latency)
     return [
         FileReport(
             file_bytes=len(data),
-            latency_ms=statistics.median(medians[i]),
+            timing=timing,
             accuracy=score(workload, OrtModule(session)) if with_accuracy else None,
         )
-        for i, (data, session) in enumerate(zip(files, sessions, strict=True))
+        for data, session, timing in zip(files, sessions, timings, strict=True)
     ]

@@ -1,7 +1,10 @@
-"""Evaluate one candidate end to end: compress, lower to ONNX, time, score, check parity.
+"""The two kinds of trial work: evaluate a candidate, and time finished candidates.
 
-Pure with respect to the store: it returns a :class:`TrialOutcome` and writes only the
-content-addressed ONNX file it timed, so a killed worker loses nothing the driver recorded.
+:func:`evaluate_candidate` (compress, lower to ONNX, score, check parity) runs many at once;
+:func:`time_files` times ONNX files against the fp32 file and must run alone on the machine
+(the driver runs it in the pool's exclusive timing slot). Both are pure with respect to the
+store: they return results and write only content-addressed ONNX files, so a killed worker
+loses nothing the driver recorded.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.evaluators.compress import compress_model
 from bitprism.evaluators.export import lower_candidate
-from bitprism.evaluators.latency import measure_latency
+from bitprism.evaluators.latency import Comparison, compare_latency
 from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_graph import initializer_bytes
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerInfo
-from bitprism.workloads.base import Workload, as_tuple
+from bitprism.workloads.base import Workload
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,6 @@ class EvalContext:
     base_onnx: bytes
     backend: str
     artifact_dir: str
-    latency: LatencySpec
     parity_tolerance: float
 
 
@@ -52,16 +54,17 @@ class TrialOutcome:
 
 
 def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
-    """Measure ``candidate`` exactly as it would be deployed."""
-    torch.set_num_threads(ctx.latency.threads)
+    """Build ``candidate`` exactly as it would be deployed, score it and check parity.
+
+    Runs on one core (one of several evaluations at once); latency is taken later by
+    :func:`time_files`, with nothing else running.
+    """
+    torch.set_num_threads(1)
     torch_model, compressed = compress_model(ctx.workload.model, ctx.layers, candidate)
     model = lower_candidate(ctx.base_onnx, ctx.layers, compressed, get_backend(ctx.backend))
     data = model.SerializeToString()
     path, sha256 = write_artifact(Path(ctx.artifact_dir), data)
-    session = make_session(data, ctx.latency.threads)
-    latency = measure_latency(
-        session, as_tuple(ctx.workload.example_inputs), ctx.latency.warmup, ctx.latency.repeats
-    )
+    session = make_session(data, threads=1)
     onnx_module = OrtModule(session)
     accuracy = score(ctx.workload, onnx_module)
     accuracy_torch = score(ctx.workload, torch_model)
@@ -70,9 +73,6 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
     metrics = {
         "accuracy": accuracy,
         "accuracy_torch": accuracy_torch,
-        "latency_ms": latency.median_ms,
-        "latency_p10_ms": latency.p10_ms,
-        "latency_p90_ms": latency.p90_ms,
         "weight_bytes": float(initializer_bytes(model)),
         "file_bytes": float(len(data)),
         "parity_max_abs_err": check.max_abs_err,
@@ -87,6 +87,14 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
         )
     )
     return TrialOutcome(metrics, verified, str(path), sha256, len(data), note)
+
+
+def time_files(
+    latency: LatencySpec, inputs: tuple[torch.Tensor, ...], paths: list[str]
+) -> list[Comparison]:
+    """Time the ONNX files at ``paths`` against ``paths[0]`` (the fp32 file), interleaved."""
+    sessions = [make_session(Path(p).read_bytes(), latency.threads) for p in paths]
+    return compare_latency(sessions, inputs, latency)
 
 
 def write_artifact(folder: Path, data: bytes) -> tuple[Path, str]:

@@ -31,6 +31,14 @@ class KernelBackend(Protocol):
         """Whether the layer can be replaced by two factor matmuls."""
         ...
 
+    def gains_from(self, knob: str) -> bool:
+        """Whether the knob (a ``LayerChoice`` field) can save bytes or time on this backend.
+
+        A knob that cannot (unstructured sparsity without a sparse kernel) only costs accuracy
+        and trial budget, so it is searched only when the user asks (``extra_knobs``).
+        """
+        ...
+
     def lower(self, model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
         """Rewrite ``layer``'s node(s) of ``model`` in place into the backend's compressed form."""
         ...

@@ -96,3 +96,51 @@ def ensure_opset(model: onnx.ModelProto, domain: str, version: int) -> None:
 def initializer_bytes(model: onnx.ModelProto) -> int:
     """Bytes of all initializers as stored (packed low-bit weights count as their packed bytes)."""
     return sum(numpy_helper.to_array(init).nbytes for init in model.graph.initializer)
+
+
+def strip_metadata(model: onnx.ModelProto) -> None:
+    """Remove, in place, what no runtime reads: doc strings and metadata properties.
+
+    torch's dynamo exporter records a stack trace and module path per node in
+    ``metadata_props``: about nine tenths of a small model's graph bytes besides its weights.
+    Subgraphs (If/Loop/Scan bodies) and functions are stripped too; names, value_info shapes,
+    opsets and the producer stay.
+
+    Example:
+        >>> strip_metadata(model)
+        >>> any(node.metadata_props for node in model.graph.node)
+        False
+    """
+    model.doc_string = ""
+    del model.metadata_props[:]
+    _strip_graph(model.graph)
+    for function in model.functions:
+        function.doc_string = ""
+        del function.metadata_props[:]
+        for node in function.node:
+            _strip_node(node)
+
+
+def _strip_graph(graph: onnx.GraphProto) -> None:
+    """Strip a graph, its inputs, outputs, value_info, initializers and nodes."""
+    graph.doc_string = ""
+    del graph.metadata_props[:]
+    for info in (*graph.input, *graph.output, *graph.value_info):
+        info.doc_string = ""
+        del info.metadata_props[:]
+    for init in graph.initializer:
+        init.doc_string = ""
+        del init.metadata_props[:]
+    for node in graph.node:
+        _strip_node(node)
+
+
+def _strip_node(node: onnx.NodeProto) -> None:
+    """Strip a node and the subgraphs held in its attributes (If/Loop/Scan bodies)."""
+    node.doc_string = ""
+    del node.metadata_props[:]
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            _strip_graph(attribute.g)
+        for subgraph in attribute.graphs:
+            _strip_graph(subgraph)

@@ -49,6 +49,10 @@ class OrtCpuBackend:
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
 
+    def gains_from(self, knob: str) -> bool:
+        # No sparse kernel: zeros are stored and multiplied like any other weight.
+        return knob != "sparsity"
+
     def lower(self, model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
         found = find_layer_node(model.graph, layer.name)
         emit = _EMITTERS[layer.kind][compressed.choice.weight_bits]

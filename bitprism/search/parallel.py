@@ -1,4 +1,13 @@
-"""The only module that talks to Ray: run trial evaluations as Ray tasks.
+"""The only module that talks to Ray: trial work as Ray tasks, in two lanes.
+
+- The **evaluation lane** runs up to ``workers`` tasks at once, one CPU each (compress, build,
+  score: work whose result does not depend on what else runs).
+- The **timing slot** runs one task alone: :meth:`RayPool.run_exclusive` refuses to start
+  while anything is in flight and blocks until its task returns, so nothing else of the job
+  can run meanwhile. Latency is only ever measured there, so no other trial work shares the
+  timed cores. (It asks Ray for one CPU like any task: asking for all of them made Ray
+  restart its worker processes around every timing round, ~5 s each, for no gain, since
+  the pool already guarantees the slot is alone.)
 
 Local Ray is started on demand (the embedded default); an already-initialised Ray (e.g. a
 cluster connection) is reused as is. The rest of bitprism only sees submit/wait.
@@ -9,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +38,21 @@ class Done:
     error: str | None = None
 
 
-class RayPool:
-    """At most ``workers`` evaluations in flight, one CPU each, retried once if a worker dies."""
+@dataclass(frozen=True)
+class _Task:
+    tag: Any
+    deadline: float
 
-    def __init__(self, workers: int) -> None:
+
+class RayPool:
+    """Evaluations in parallel, timing alone; each task is cancelled after ``timeout_s``.
+
+    A task whose worker process dies is retried once; one that raises is not.
+    """
+
+    def __init__(self, workers: int, timeout_s: float) -> None:
         self.workers = workers
+        self.timeout_s = timeout_s
         self._started = False
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -46,7 +66,7 @@ class RayPool:
                 _temp_dir=os.path.join(tempfile.gettempdir(), f"bitprism-ray-{os.getuid()}"),
             )
             self._started = True
-        self._inflight: dict[ray.ObjectRef, Any] = {}
+        self._inflight: dict[ray.ObjectRef, _Task] = {}
         self._remotes: dict[Callable[..., Any], Any] = {}
 
     def put(self, value: Any) -> Any:
@@ -54,30 +74,46 @@ class RayPool:
         return ray.put(value)
 
     def submit(self, fn: Callable[..., Any], tag: Any, *args: Any) -> None:
-        if fn not in self._remotes:
-            self._remotes[fn] = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(fn)
-        self._inflight[self._remotes[fn].remote(*args)] = tag
+        """Start ``fn(*args)`` in the evaluation lane (one CPU)."""
+        ref = self._remote(fn).remote(*args)
+        self._inflight[ref] = _Task(tag, time.monotonic() + self.timeout_s)
 
     @property
     def busy(self) -> int:
         return len(self._inflight)
 
     def wait_one(self) -> Done:
-        """Block until one task ends; application and system errors become ``Done.error``."""
-        ready, _ = ray.wait(list(self._inflight), num_returns=1)
-        ref = ready[0]
-        tag = self._inflight.pop(ref)
-        try:
-            return Done(tag, value=ray.get(ref))
-        except RayTaskError as exc:  # the remote function raised: first line says what, then where
-            cause = getattr(exc, "cause", None) or exc
-            return Done(tag, error=f"{type(cause).__name__}: {cause}\n{exc}")
-        except RayError as exc:
-            return Done(tag, error=f"{type(exc).__name__}: {exc}")
+        """Block until one task ends or times out; errors and timeouts become ``Done.error``."""
+        while True:
+            deadline = min(task.deadline for task in self._inflight.values())
+            timeout = max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=timeout)
+            if ready:
+                return _result(ready[0], self._inflight.pop(ready[0]).tag)
+            expired = [r for r, t in self._inflight.items() if t.deadline <= time.monotonic()]
+            if expired:
+                ray.cancel(expired[0], force=True)
+                tag = self._inflight.pop(expired[0]).tag
+                return Done(tag, error=self._timeout_message())
+
+    def run_exclusive(self, fn: Callable[..., Any], *args: Any) -> Done:
+        """Run ``fn(*args)`` alone in the timing slot and wait for it.
+
+        Raises:
+            RuntimeError: when evaluations are still in flight (the caller must drain first).
+        """
+        if self._inflight:
+            raise RuntimeError(f"timing slot requested with {len(self._inflight)} tasks running")
+        ref = self._remote(fn).remote(*args)
+        ready, _ = ray.wait([ref], num_returns=1, timeout=self.timeout_s)
+        if not ready:
+            ray.cancel(ref, force=True)
+            return Done(None, error=self._timeout_message())
+        return _result(ref, None)
 
     def cancel_all(self) -> list[Any]:
         """Cancel what is in flight; returns the tags that will not finish."""
-        tags = list(self._inflight.values())
+        tags = [task.tag for task in self._inflight.values()]
         for ref in self._inflight:
             ray.cancel(ref, force=True)
         self._inflight.clear()
@@ -86,3 +122,21 @@ class RayPool:
     def close(self) -> None:
         if self._started:
             ray.shutdown()
+
+    def _remote(self, fn: Callable[..., Any]) -> Any:
+        if fn not in self._remotes:
+            self._remotes[fn] = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(fn)
+        return self._remotes[fn]
+
+    def _timeout_message(self) -> str:
+        return f"TimeoutError: no result after {self.timeout_s:g} s (trial_timeout_s); cancelled"
+
+
+def _result(ref: ray.ObjectRef, tag: Any) -> Done:
+    try:
+        return Done(tag, value=ray.get(ref))
+    except RayTaskError as exc:  # the remote function raised: first line says what, then where
+        cause = getattr(exc, "cause", None) or exc
+        return Done(tag, error=f"{type(cause).__name__}: {cause}\n{exc}")
+    except RayError as exc:
+        return Done(tag, error=f"{type(exc).__name__}: {exc}")

@@ -8,6 +8,10 @@ from bitprism.config import Constraints, Objective
 
 Metrics = Mapping[str, float]
 
+# How far below ``min_speedup`` a point's median may sit when one of its own timing passes
+# reached it: the measured spread is honoured, but only this much of it.
+SPEEDUP_SLACK = 0.03
+
 
 def dominates(a: Metrics, b: Metrics, objectives: Sequence[Objective]) -> bool:
     """True when ``a`` is at least as good as ``b`` on every objective and better on one."""
@@ -29,16 +33,37 @@ def pareto_front(points: Sequence[Metrics], objectives: Sequence[Objective]) -> 
     ]
 
 
-def satisfies(metrics: Metrics, reference: Metrics, constraints: Constraints) -> bool:
-    """Whether a point meets the user's limits (accuracy drop is against the fp32 reference)."""
-    if constraints.max_accuracy_drop is not None and (
-        reference["accuracy"] - metrics["accuracy"] > constraints.max_accuracy_drop + 1e-9
-    ):
+def accuracy_floor(reference_accuracy: float, constraints: Constraints) -> float | None:
+    """The lowest accuracy the constraints accept, given fp32's score (None = any).
+
+    ``max_drop_pct`` is a percentage of fp32's score (its magnitude, so negative metrics such
+    as ``-loss`` work too); ``max_drop_abs`` is in the metric's units; the stricter one wins.
+    """
+    floors = []
+    if constraints.max_drop_pct is not None:
+        floors.append(reference_accuracy - abs(reference_accuracy) * constraints.max_drop_pct / 100)
+    if constraints.max_drop_abs is not None:
+        floors.append(reference_accuracy - constraints.max_drop_abs)
+    return max(floors) if floors else None
+
+
+def fast_enough(metrics: Metrics, min_speedup: float) -> bool:
+    """Whether a point's speed-up over fp32 reaches ``min_speedup`` within its measured spread."""
+    speedup = metrics.get("speedup")
+    if speedup is None:
         return False
-    if (
-        constraints.max_latency_ms is not None
-        and metrics["latency_ms"] > constraints.max_latency_ms
-    ):
+    if speedup >= min_speedup:
+        return True
+    reached = metrics.get("speedup_max", speedup) >= min_speedup
+    return reached and speedup >= min_speedup * (1 - SPEEDUP_SLACK)
+
+
+def satisfies(metrics: Metrics, reference: Metrics, constraints: Constraints) -> bool:
+    """Whether a point meets the user's limits (accuracy and speed are against fp32)."""
+    floor = accuracy_floor(reference["accuracy"], constraints)
+    if floor is not None and metrics["accuracy"] < floor - 1e-12 * max(1.0, abs(floor)):
+        return False
+    if constraints.min_speedup is not None and not fast_enough(metrics, constraints.min_speedup):
         return False
     return not (
         constraints.max_weight_bytes is not None
@@ -47,7 +72,7 @@ def satisfies(metrics: Metrics, reference: Metrics, constraints: Constraints) ->
 
 
 def best_index(points: Sequence[Metrics], by: Objective) -> int:
-    """The point best on ``by``; ties go to higher accuracy, then lower latency."""
+    """The point best on ``by``; ties go to higher accuracy, then higher speed-up."""
     if not points:
         raise ValueError("no point to choose from")
     return max(
@@ -55,7 +80,7 @@ def best_index(points: Sequence[Metrics], by: Objective) -> int:
         key=lambda i: (
             _oriented(points[i], by),
             points[i]["accuracy"],
-            -points[i]["latency_ms"],
+            points[i].get("speedup", 0.0),
         ),
     )
 

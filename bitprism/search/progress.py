@@ -23,6 +23,7 @@ class SearchProgress:
         self.failed = 0
         self.unverified = 0
         self.best_accuracy: float | None = None
+        self.best_speedup: float | None = None
         self.reference: float | None = None
         self._progress = Progress(
             SpinnerColumn(),
@@ -36,13 +37,15 @@ class SearchProgress:
             disable=not enabled,
             transient=False,
         )
+        self._enabled = enabled
         self._task = self._progress.add_task(
             f"search {job_id}", total=total, completed=min(completed, total), status=""
         )
 
     def announce(self, text: str) -> None:
-        """Print one line above the bar."""
-        self._progress.console.print(text)
+        """Print one line above the bar (nothing when disabled)."""
+        if self._enabled:
+            self._progress.console.print(text)
 
     def __enter__(self) -> SearchProgress:
         self._progress.__enter__()
@@ -60,27 +63,32 @@ class SearchProgress:
         self,
         is_trial: bool,
         metrics: Mapping[str, float] | None = None,
-        verified: bool = True,
         failed: bool = False,
+        unverified: bool = False,
     ) -> None:
-        """Count one finished evaluation (the fp32 reference updates the status only)."""
+        """Count one finished evaluation (the fp32 reference updates the status only).
+
+        ``unverified`` marks a failure whose ONNX file disagreed with PyTorch.
+        """
         if failed:
-            self.failed += 1
+            self.failed += not unverified
+            self.unverified += unverified
         elif metrics is not None and not is_trial:
             self.reference = metrics["accuracy"]
         elif metrics is not None:
-            self.unverified += not verified
-            if verified:
-                accuracy = metrics["accuracy"]
-                self.best_accuracy = max(self.best_accuracy or accuracy, accuracy)
+            accuracy = metrics["accuracy"]
+            self.best_accuracy = max(self.best_accuracy or accuracy, accuracy)
+            self.best_speedup = max(self.best_speedup or 0.0, metrics.get("speedup", 0.0))
         self._progress.update(self._task, advance=1 if is_trial else 0, status=self._status())
 
     def _status(self) -> str:
         parts = []
         if self.reference is not None:
-            parts.append(f"fp32 {self.reference:.2f}")
+            parts.append(f"fp32 {self.reference:.4g}")
         if self.best_accuracy is not None:
-            parts.append(f"best {self.best_accuracy:.2f}")
+            parts.append(f"best {self.best_accuracy:.4g}")
+        if self.best_speedup:
+            parts.append(f"fastest {self.best_speedup:.2f}x")
         if self.failed:
             parts.append(f"[red]{self.failed} failed[/red]")
         if self.unverified:

@@ -70,6 +70,11 @@ class Job(Base):
     space: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     study_name: Mapped[str] = mapped_column(String(160))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # sha256 of the model's graph and weights: a resumed job must compress the same model.
+    model_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The driver running the job and its last sign of life: one driver per job (a lease).
+    driver: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_now, onupdate=_now

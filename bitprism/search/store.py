@@ -16,10 +16,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from bitprism.paths import PathError, writable_dir
 from bitprism.search.schema import (
     Artifact,
     Job,
@@ -64,12 +66,57 @@ class JobRecord:
     study_name: str
     error: str | None
     created_at: dt.datetime
+    model_hash: str | None = None
+    driver: str | None = None
+
+
+class StoreError(ValueError):
+    """A store URL that cannot be used, or a store that is not there; says which and why."""
+
+
+def check_store_url(url: str, *, create: bool) -> Path | None:
+    """Check a store URL before anything is written; returns the SQLite file, if it is one.
+
+    ``create=False`` (read-only commands) requires an existing SQLite file, so that a typo
+    never creates an empty database.
+
+    Raises:
+        StoreError: naming the URL and what is wrong with it.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"store {url!r} is not a database URL; e.g. sqlite:///bitprism.db or "
+            "postgresql://user@host/db"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"store {url!r}: only sqlite:// and postgresql:// stores are supported")
+    if backend != "sqlite":
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        raise StoreError(f"store {url!r}: an in-memory SQLite store cannot be shared; name a file")
+    path = Path(parsed.database).expanduser()
+    if path.is_dir():
+        raise StoreError(f"store {url!r}: {path} is a folder")
+    if not create and not path.is_file():
+        raise StoreError(f"no bitprism store at {path} (from {url!r})")
+    try:
+        writable_dir(path.parent, "store")
+    except PathError as exc:
+        raise StoreError(str(exc)) from None
+    return path.resolve()
 
 
 class Store:
-    """Access to one bitprism database; creates or migrates its schema on open."""
+    """Access to one bitprism database; creates or migrates its schema on open.
 
-    def __init__(self, url: str) -> None:
+    ``create=False`` opens only an existing store (read-only commands never create one).
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        check_store_url(url, create=create)
         self.url = url
         self.engine = _engine(url)
         _migrate(self.engine)
@@ -81,7 +128,12 @@ class Store:
             yield session
 
     def create_job(
-        self, job_id: str, workload: str, spec: Mapping[str, Any], study_name: str
+        self,
+        job_id: str,
+        workload: str,
+        spec: Mapping[str, Any],
+        study_name: str,
+        model_hash: str | None = None,
     ) -> None:
         with self._session() as s:
             if s.get(Job, job_id) is not None:
@@ -93,6 +145,7 @@ class Store:
                     status=JobStatus.PENDING,
                     spec=dict(spec),
                     study_name=study_name,
+                    model_hash=model_hash,
                 )
             )
 
@@ -111,15 +164,70 @@ class Store:
         *,
         status: JobStatus | None = None,
         space: dict[str, Any] | None = None,
+        spec: Mapping[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
+        """Set the given fields; ``error`` is always set (None clears a previous error)."""
         with self._session() as s:
             job = _get_job(s, job_id)
             if status is not None:
                 job.status = status
             if space is not None:
                 job.space = space
+            if spec is not None:
+                job.spec = dict(spec)
             job.error = error
+
+    def acquire_lease(
+        self, job_id: str, driver: str, ttl_s: float, dead: str | None = None
+    ) -> str | None:
+        """Make ``driver`` the job's only driver, unless another one's lease is still fresh.
+
+        ``dead`` names a holder known to be gone, whose lease is taken whatever its age. One
+        conditional UPDATE, atomic on SQLite and PostgreSQL, so two drivers starting at once
+        cannot both win. Returns None when acquired, else who holds the job and since when.
+        """
+        now = dt.datetime.now(dt.UTC)
+        stale = now - dt.timedelta(seconds=ttl_s)
+        with self._session() as s:
+            taken = s.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    or_(
+                        Job.driver.is_(None),
+                        Job.driver.in_([driver, dead or driver]),
+                        Job.heartbeat_at < stale,
+                    ),
+                )
+                .values(driver=driver, heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return None
+            job = _get_job(s, job_id)
+            return f"{job.driver} (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
+
+    def renew_lease(self, job_id: str, driver: str) -> bool:
+        """Refresh ``driver``'s heartbeat; False when it no longer holds the job."""
+        with self._session() as s:
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.driver == driver)
+                .values(heartbeat_at=dt.datetime.now(dt.UTC))
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_lease(self, job_id: str, driver: str) -> None:
+        """Give the job up (a no-op when ``driver`` does not hold it)."""
+        with self._session() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.driver == driver)
+                .values(driver=None, heartbeat_at=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def add_artifact(self, job_id: str, kind: str, artifact: ArtifactRecord) -> None:
         """Record a job-level file (e.g. the fp32 base export)."""
@@ -167,10 +275,12 @@ class Store:
         verified: bool,
         artifact: ArtifactRecord | None,
         note: str | None = None,
+        state: TrialState = TrialState.COMPLETE,
     ) -> None:
+        """Record what a trial measured; ``state=FAILED`` keeps the numbers of a rejected one."""
         with self._session() as s:
             trial = _get_trial(s, trial_id)
-            trial.state = TrialState.COMPLETE
+            trial.state = state
             trial.verified = verified
             trial.error = note
             trial.finished_at = dt.datetime.now(dt.UTC)
@@ -284,6 +394,8 @@ def _job_record(job: Job) -> JobRecord:
         study_name=job.study_name,
         error=job.error,
         created_at=job.created_at,
+        model_hash=job.model_hash,
+        driver=job.driver,
     )
 
 

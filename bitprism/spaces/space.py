@@ -88,17 +88,26 @@ def param_name(layer: str, knob: str) -> str:
 
 
 def build_space(
-    layers: Sequence[LayerInfo], backend: KernelBackend, overrides: Overrides | None = None
+    layers: Sequence[LayerInfo],
+    backend: KernelBackend,
+    overrides: Overrides | None = None,
+    extra_knobs: Sequence[str] = (),
 ) -> SearchSpace:
-    """Offer each layer what the backend runs, then narrow by ``overrides``.
+    """Offer each layer what the backend runs and gains from, then narrow by ``overrides``.
 
-    Overrides map a layer name or glob (``"head.*"``) to ``{knob: [values]}``. Every pattern
-    must match a layer and every value must be one the backend offers for it.
+    A knob the backend gains nothing from (``backend.gains_from``) keeps its no-compression
+    value unless it is named in ``extra_knobs``. Overrides map a layer name or glob
+    (``"head.*"``) to ``{knob: [values]}``. Every pattern must match a layer and every value
+    must be one the backend offers for it.
 
     Raises:
         ValueError: naming the override pattern, knob or value that is wrong.
     """
     overrides = overrides or {}
+    for knob in extra_knobs:
+        if knob not in KNOBS:
+            raise ValueError(f"extra_knobs: unknown knob {knob!r}; knobs: {list(KNOBS)}")
+    off = {f for f in KNOBS if not backend.gains_from(f) and f not in extra_knobs}
     names = [layer.name for layer in layers]
     for pattern in overrides:
         if not fnmatch.filter(names, pattern):
@@ -106,9 +115,10 @@ def build_space(
     choices = []
     for layer in layers:
         knobs = {field: knob.choices(layer, backend) for field, knob in KNOBS.items()}
+        knobs = {field: values[:1] if field in off else values for field, values in knobs.items()}
         for pattern, restriction in overrides.items():
             if fnmatch.fnmatchcase(layer.name, pattern):
-                knobs = _restrict(knobs, restriction, layer, pattern)
+                knobs = _restrict(knobs, restriction, layer, pattern, off)
         choices.append((layer.name, tuple(knobs.items())))
     return SearchSpace(layers=tuple(layers), choices=tuple(choices))
 
@@ -118,6 +128,7 @@ def _restrict(
     restriction: Mapping[str, Sequence[Value]],
     layer: LayerInfo,
     pattern: str,
+    off: set[str],
 ) -> dict[str, tuple[Value, ...]]:
     out = dict(knobs)
     for knob, wanted in restriction.items():
@@ -128,6 +139,12 @@ def _restrict(
             raise ValueError(
                 f"overrides[{pattern!r}].{knob}: {bad or 'empty list'} not available for layer "
                 f"{layer.name!r} ({layer.kind.value}); allowed: {list(knobs[knob])}"
+                + (
+                    f"; {knob} is off because this backend gains neither bytes nor time from "
+                    "it: name it in extra_knobs to search it anyway"
+                    if knob in off
+                    else ""
+                )
             )
         out[knob] = tuple(v for v in knobs[knob] if v in wanted)
     return out

@@ -35,7 +35,21 @@ def test_space_follows_backend_and_rank_savings(digits) -> None:
     assert space.values("head.1", "rank_fraction") == (1.0, 0.5, 0.25)
     dists = space.distributions()
     assert param_name("features.2", "rank_fraction") not in dists  # single value: fixed
+
+
+def test_sparsity_is_off_where_the_backend_gains_nothing_from_it(digits) -> None:
+    """Finding 9: ORT CPU has no sparse kernel, so sparsity only spends the trial budget."""
+    layers = discover_layers(digits.model)
+    space = build_space(layers, BACKEND)
+    assert all(space.values(layer.name, "sparsity") == (0.0,) for layer in layers)
+    assert not [name for name in space.distributions() if name.endswith(":sparsity")]
+    chosen = build_space(layers, BACKEND, extra_knobs=["sparsity"])
+    dists = chosen.distributions()
     assert dists[param_name("head.1", "sparsity")].choices == (0.0, 0.25, 0.5, 0.75)
+    with pytest.raises(ValueError, match="name it in extra_knobs"):
+        build_space(layers, BACKEND, {"head.1": {"sparsity": [0.5]}})
+    with pytest.raises(ValueError, match="unknown knob 'colour'"):
+        build_space(layers, BACKEND, extra_knobs=["colour"])
 
 
 def test_square_layer_gets_no_useless_rank(digits) -> None:
@@ -47,7 +61,10 @@ def test_square_layer_gets_no_useless_rank(digits) -> None:
 def test_overrides_restrict_and_validate(digits) -> None:
     layers = discover_layers(digits.model)
     space = build_space(
-        layers, BACKEND, {"head.*": {"weight_bits": [8, 4]}, "features.0": {"sparsity": [0]}}
+        layers,
+        BACKEND,
+        {"head.*": {"weight_bits": [8, 4]}, "features.0": {"sparsity": [0]}},
+        extra_knobs=["sparsity"],
     )
     assert space.values("head.3", "weight_bits") == (8, 4)
     assert space.values("features.0", "sparsity") == (0.0,)
@@ -60,7 +77,7 @@ def test_overrides_restrict_and_validate(digits) -> None:
 
 
 def test_candidate_round_trips_and_hashes(digits) -> None:
-    space = build_space(discover_layers(digits.model), BACKEND)
+    space = build_space(discover_layers(digits.model), BACKEND, extra_knobs=["sparsity"])
     params = {name: dist.choices[-1] for name, dist in space.distributions().items()}
     candidate = space.candidate(params)
     assert space.params(candidate) == params
@@ -80,7 +97,9 @@ def test_bad_choices_name_the_field(bad: dict) -> None:
 
 
 def test_space_size_counts_every_combination(digits) -> None:
-    space = build_space(discover_layers(digits.model), BACKEND, {"head.*": {"sparsity": [0]}})
+    space = build_space(
+        discover_layers(digits.model), BACKEND, {"head.*": {"sparsity": [0]}}, ["sparsity"]
+    )
     conv = 2 * 4  # bits x sparsity
     linear = 4 * 3  # bits x rank fraction (sparsity fixed by the override)
     assert space.size() == conv * conv * linear**3

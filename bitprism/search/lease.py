@@ -1,0 +1,81 @@
+"""One driver per job: a lease row in the store, kept alive by a heartbeat thread.
+
+A second driver on a running job is refused. A driver that was killed stops beating, so its
+lease expires after ``LEASE_TTL_S`` and the job can be resumed; on the same machine a lease
+whose process is gone is taken over at once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from types import TracebackType
+
+from bitprism.search.store import Store
+
+LEASE_TTL_S = 60.0
+_BEAT_S = LEASE_TTL_S / 6
+
+
+class JobBusyError(RuntimeError):
+    """Another live driver holds the job."""
+
+
+class Lease:
+    """Context manager holding ``job_id`` for this process.
+
+    Example:
+        >>> with Lease(store, "job-1"):
+        ...     run_the_search()
+    """
+
+    def __init__(self, store: Store, job_id: str) -> None:
+        self.store, self.job_id = store, job_id
+        self.driver = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="bitprism-lease", daemon=True)
+
+    def __enter__(self) -> Lease:
+        holder = self.store.acquire_lease(self.job_id, self.driver, LEASE_TTL_S)
+        if holder is not None and _dead_here(holder):
+            holder = self.store.acquire_lease(
+                self.job_id, self.driver, LEASE_TTL_S, dead=holder.split(" ")[0]
+            )
+        if holder is not None:
+            raise JobBusyError(
+                f"job {self.job_id!r} is being run by another driver, {holder}; wait for it to "
+                f"finish (a killed driver's claim expires after {LEASE_TTL_S:g} s)"
+            )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.store.release_lease(self.job_id, self.driver)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(_BEAT_S):
+            self.store.renew_lease(self.job_id, self.driver)
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether ``holder`` ("host:pid:token (...)") is a process of this machine that is gone."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

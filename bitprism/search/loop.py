@@ -1,0 +1,232 @@
+"""The ask / evaluate / time / tell loop of one job.
+
+Trials move in rounds: up to ``workers`` candidates are evaluated at once (compress, build,
+score, parity) in the pool's evaluation lane; once they are back, the pool is idle and the
+verified ones are timed together in its exclusive timing slot, interleaved with the fp32
+file, so each latency is clean and each speed-up is against fp32 timed in the same passes.
+Only then is Optuna told. Unverified or failed trials are told as failed, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState as OptunaState
+
+from bitprism.config import JobSpec
+from bitprism.evaluators.worker import TrialOutcome, evaluate_candidate, time_files
+from bitprism.search.parallel import Done, RayPool
+from bitprism.search.progress import SearchProgress
+from bitprism.search.schema import TrialRole, TrialState
+from bitprism.search.store import ArtifactRecord, Store, TrialRecord
+from bitprism.spaces.candidate import Candidate
+from bitprism.spaces.space import SearchSpace
+
+
+class ReferenceFailed(RuntimeError):
+    """The fp32 reference could not be measured, so no trial could be judged."""
+
+
+@dataclass
+class _Pending:
+    trial: optuna.trial.Trial | None  # None for the fp32 reference
+    row: int
+    candidate: Candidate
+    outcome: TrialOutcome | None = field(default=None)  # set once evaluated, before timing
+
+
+class SearchLoop:
+    """Runs a job's trials until ``spec.trials`` search trials have finished."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        store: Store,
+        study: optuna.Study,
+        space: SearchSpace,
+        pool: RayPool,
+        ctx_ref: Any,
+        timing_inputs: tuple[torch.Tensor, ...],
+    ) -> None:
+        self.spec, self.store, self.study, self.space = spec, store, study, space
+        self.pool, self.ctx_ref, self.timing_inputs = pool, ctx_ref, timing_inputs
+        self.timed_at = {"timing_batch": float(timing_inputs[0].shape[0])}
+        self.job_id = spec.job_id or ""
+        self.pending: dict[int, _Pending] = {}
+        self.untimed: list[_Pending] = []
+        records = store.trials(self.job_id)
+        self.done = {r.candidate.digest(): r for r in records if r.state is TrialState.COMPLETE}
+        self.finished = sum(
+            r.role is TrialRole.SEARCH and r.state in (TrialState.COMPLETE, TrialState.FAILED)
+            for r in records
+        )
+        self.reference = next(
+            (
+                r
+                for r in records
+                if r.role is TrialRole.REFERENCE and r.state is TrialState.COMPLETE
+            ),
+            None,
+        )
+
+    def run(self, progress: bool, notes: tuple[str, ...]) -> None:
+        bar = SearchProgress(self.job_id, self.spec.trials, self.finished, enabled=progress)
+        asked = self.finished
+        try:
+            with bar:
+                bar.announce(
+                    f"{len(self.space.layers)} layers, {self.space.size():.3g} candidates; "
+                    f"{self.spec.trials} trials on {self.spec.workers} Ray workers "
+                    f"({self.finished} already done); timed at "
+                    f"{self.spec.latency.describe(int(self.timed_at['timing_batch']))}"
+                )
+                for note in notes:
+                    bar.announce(f"[yellow]{note}[/yellow]")
+                if self.reference is None:
+                    self._measure_reference(bar)
+                while True:
+                    while asked < self.spec.trials and self._round_size() < self.spec.workers:
+                        asked += 1
+                        self._ask(bar)
+                    if self.pool.busy:
+                        self._record(self.pool.wait_one(), bar)
+                    elif self.untimed:
+                        self._time_round(bar)
+                    else:
+                        break
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
+
+    def _round_size(self) -> int:
+        return self.pool.busy + len(self.untimed)
+
+    def _measure_reference(self, bar: SearchProgress) -> None:
+        """Evaluate and time the fp32 model first; any failure stops the job at once."""
+        baseline = self.space.baseline()
+        row = self.store.start_trial(self.job_id, None, TrialRole.REFERENCE, baseline)
+        self.pool.submit(evaluate_candidate, row, self.ctx_ref, baseline)
+        done = self.pool.wait_one()
+        if done.error is None and not done.value.verified:
+            done = Done(row, error=f"the fp32 ONNX file itself is {done.value.note}")
+        if done.error is None:
+            outcome: TrialOutcome = done.value
+            timing = self.pool.run_exclusive(
+                time_files, self.spec.latency, self.timing_inputs, [outcome.onnx_path]
+            )
+            if timing.error is None:
+                metrics = {**outcome.metrics, **timing.value[0].metrics(), **self.timed_at}
+                pending = _Pending(None, row, baseline, outcome)
+                self.reference = self._complete(pending, metrics, _artifact(outcome), bar)
+                return
+            done = timing
+        self.store.end_trial(row, TrialState.FAILED, done.error or "")
+        raise ReferenceFailed(f"the fp32 reference failed, so no trial can be judged: {done.error}")
+
+    def _ask(self, bar: SearchProgress) -> None:
+        trial = self.study.ask(self.space.distributions())
+        candidate = self.space.candidate(trial.params)
+        previous = self.done.get(candidate.digest())
+        if previous is None or previous.artifact is None:
+            row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
+            self.pending[row] = _Pending(trial, row, candidate)
+            self.pool.submit(evaluate_candidate, row, self.ctx_ref, candidate)
+            return
+        # The sampler proposed a candidate already measured in this job: reuse, don't re-time.
+        source = "the fp32 reference" if previous.number is None else f"trial {previous.number}"
+        row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
+        self._complete(
+            _Pending(trial, row, candidate),
+            previous.metrics,
+            previous.artifact,
+            bar,
+            note=f"same candidate as {source}; reused",
+        )
+
+    def _record(self, done: Done, bar: SearchProgress) -> None:
+        pending = self.pending.pop(done.tag)
+        if done.error is not None:
+            self._fail(pending, done.error, bar)
+        elif not done.value.verified:
+            self._fail(pending, done.value.note or "not verified", bar, done.value)
+        else:
+            pending.outcome = done.value
+            self.untimed.append(pending)
+
+    def _time_round(self, bar: SearchProgress) -> None:
+        """Time every evaluated candidate of the round against fp32, with nothing else running."""
+        batch, self.untimed = self.untimed, []
+        if self.reference is None or self.reference.artifact is None:
+            raise RuntimeError("a timing round needs the measured fp32 reference")
+        paths = [self.reference.artifact.path]
+        paths += [p.outcome.onnx_path for p in batch if p.outcome is not None]
+        done = self.pool.run_exclusive(time_files, self.spec.latency, self.timing_inputs, paths)
+        for i, pending in enumerate(batch):
+            outcome = pending.outcome
+            if outcome is None:
+                continue
+            if done.error is not None:
+                self._fail(pending, f"timing failed: {done.error}", bar, outcome)
+                continue
+            metrics = {**outcome.metrics, **done.value[i + 1].metrics(), **self.timed_at}
+            self._complete(pending, metrics, _artifact(outcome), bar, note=outcome.note)
+
+    def _complete(
+        self,
+        pending: _Pending,
+        metrics: dict[str, float],
+        artifact: ArtifactRecord,
+        bar: SearchProgress,
+        note: str | None = None,
+    ) -> TrialRecord:
+        self.store.complete_trial(pending.row, metrics, True, artifact, note=note)
+        number = None if pending.trial is None else pending.trial.number
+        role = TrialRole.REFERENCE if pending.trial is None else TrialRole.SEARCH
+        record = TrialRecord(
+            number, role, TrialState.COMPLETE, pending.candidate, metrics, True, artifact=artifact
+        )
+        self.done.setdefault(pending.candidate.digest(), record)
+        if pending.trial is not None:
+            self.study.tell(pending.trial, [metrics[o.value] for o in self.spec.objectives])
+        bar.advance(pending.trial is not None, metrics=metrics)
+        return record
+
+    def _fail(
+        self,
+        pending: _Pending,
+        error: str,
+        bar: SearchProgress,
+        outcome: TrialOutcome | None = None,
+    ) -> None:
+        """Store the trial as failed (with what was measured) and tell Optuna it failed."""
+        if outcome is None:
+            self.store.end_trial(pending.row, TrialState.FAILED, error)
+        else:
+            self.store.complete_trial(
+                pending.row,
+                outcome.metrics,
+                outcome.verified,
+                _artifact(outcome),
+                note=error,
+                state=TrialState.FAILED,
+            )
+        if pending.trial is not None:
+            pending.trial.set_user_attr("bitprism_error", error[:2000])
+            self.study.tell(pending.trial, state=OptunaState.FAIL)
+        bar.advance(pending.trial is not None, failed=True, unverified=outcome is not None)
+
+    def _interrupt(self) -> None:
+        self.pool.cancel_all()
+        for pending in [*self.pending.values(), *self.untimed]:
+            self.store.end_trial(pending.row, TrialState.INTERRUPTED, "interrupted by the user")
+            if pending.trial is not None:
+                self.study.tell(pending.trial, state=OptunaState.FAIL)
+        self.pending.clear()
+        self.untimed.clear()
+
+
+def _artifact(outcome: TrialOutcome) -> ArtifactRecord:
+    return ArtifactRecord(outcome.onnx_path, outcome.onnx_sha256, outcome.onnx_bytes)

@@ -1,0 +1,78 @@
+"""Everything a job needs that can fail on the user's input, done before anything is written.
+
+Checks the paths and the store URL, folds BatchNorm into the convolutions (as the deployed
+runtime would), fingerprints the model, exports (or reuses) the fp32 ONNX graph, finds the
+compressible layers and builds the search space. A mistake here leaves no database, folder
+or file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitprism.config import JobSpec, SpecError
+from bitprism.evaluators.export import export_base, lowerable_layers
+from bitprism.evaluators.fold import fold_batchnorm
+from bitprism.kernels.base import get_backend
+from bitprism.paths import writable_dir
+from bitprism.search.store import check_store_url
+from bitprism.spaces.layer import discover_layers
+from bitprism.spaces.space import SearchSpace, build_space
+from bitprism.workloads.base import Workload
+from bitprism.workloads.fingerprint import model_fingerprint
+
+# Bump when the fp32 export changes shape, so cached base exports of older versions are unused.
+EXPORT_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked job: the workload as evaluated (BatchNorm folded), its fp32 export and space."""
+
+    workload: Workload
+    model_hash: str
+    base_onnx: bytes
+    base_path: Path
+    artifact_dir: Path
+    space: SearchSpace
+    notes: tuple[str, ...]
+
+
+def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
+    """Check and derive what ``spec`` needs from ``workload``; writes nothing.
+
+    Raises:
+        SpecError / ValueError: naming the path, field or model property that is wrong.
+    """
+    output_dir = writable_dir(spec.output_dir, "output_dir")
+    check_store_url(spec.store, create=True)
+    backend = get_backend(spec.backend)
+    model_hash = model_fingerprint(workload.model, workload.example_inputs)
+    folded, fold_notes = fold_batchnorm(workload.model)
+    evaluated = dataclasses.replace(workload, model=folded)
+    base_path = output_dir / "models" / f"{model_hash[:16]}-e{EXPORT_VERSION}" / "base.onnx"
+    base = base_path.read_bytes() if base_path.is_file() else export_base(evaluated)
+    discovered = discover_layers(folded)
+    if not discovered:
+        raise SpecError(
+            f"workload {workload.name!r}: the model has no layer bitprism can compress "
+            "(nn.Linear or nn.Conv2d); nothing to search"
+        )
+    layers, skipped = lowerable_layers(base, discovered)
+    if not layers:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise SpecError(f"workload {workload.name!r}: no layer can be lowered to ONNX ({reasons})")
+    overrides = {p: {k.value: v for k, v in knobs.items()} for p, knobs in spec.overrides.items()}
+    space = build_space(layers, backend, overrides, [k.value for k in spec.extra_knobs])
+    notes = (*fold_notes, *(f"layer {name} stays fp32: {why}" for name, why in skipped.items()))
+    return PreparedJob(
+        workload=evaluated,
+        model_hash=model_hash,
+        base_onnx=base,
+        base_path=base_path,
+        artifact_dir=output_dir / (spec.job_id or "job") / "onnx",
+        space=space,
+        notes=notes,
+    )
