@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import torch.fx
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+# Layer type -> (the BatchNorm type that may follow it, the torch function that folds the pair).
 # Exact types: a subclass (a QAT conv, a weight-standardised conv) may change what forward
 # does with the weight, and folding would then silently change the model.
-_NORM_AFTER: dict[type[nn.Module], type[nn.Module]] = {
-    nn.Conv1d: nn.BatchNorm1d,
-    nn.Conv2d: nn.BatchNorm2d,
-    nn.Linear: nn.BatchNorm1d,
+_FOLDS: dict[type[nn.Module], tuple[type[_BatchNorm], Callable[[Any, Any], nn.Module]]] = {
+    nn.Conv1d: (nn.BatchNorm1d, fuse_conv_bn_eval),
+    nn.Conv2d: (nn.BatchNorm2d, fuse_conv_bn_eval),
+    nn.Linear: (nn.BatchNorm1d, fuse_linear_bn_eval),
 }
 
 
@@ -61,9 +64,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, list[str]]:
         if not _compatible(model, layer_name, norm_name):
             continue
         layer = folded.get_submodule(layer_name)
-        norm = folded.get_submodule(norm_name)
-        fuse = fuse_linear_bn_eval if isinstance(layer, nn.Linear) else fuse_conv_bn_eval
-        _replace(folded, layer_name, fuse(layer, norm))  # type: ignore[arg-type]
+        _, fuse = _FOLDS[type(layer)]
+        _replace(folded, layer_name, fuse(layer, folded.get_submodule(norm_name)))
         _replace(folded, norm_name, nn.Identity())
         notes.append(f"folded {norm_name} into {layer_name}")
     return folded, notes
@@ -117,7 +119,8 @@ def _compatible(model: nn.Module, layer_name: str, norm_name: str) -> bool:
     """Whether the pair is a foldable layer followed by its kind of BatchNorm, with statistics."""
     layer = model.get_submodule(layer_name)
     norm = model.get_submodule(norm_name)
-    if type(norm) is not _NORM_AFTER.get(type(layer)) or not isinstance(norm, _BatchNorm):
+    norm_type, _ = _FOLDS.get(type(layer), (None, None))
+    if type(norm) is not norm_type or not isinstance(norm, _BatchNorm):
         return False
     if norm.running_mean is None or norm.running_var is None:
         return False

@@ -40,4 +40,4 @@ def model_fingerprint(model: nn.Module, example_inputs: Inputs) -> str:
 
 def _raw_bytes(tensor: torch.Tensor) -> memoryview:
     """A contiguous tensor's memory as bytes, uncopied; also for dtypes numpy lacks (bf16)."""
-    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+    return tensor.reshape(-1).view(torch.uint8).numpy().data

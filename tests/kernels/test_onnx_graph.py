@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from bitprism.evaluators.runtime import make_session
 from bitprism.kernels.onnx_graph import strip_metadata
-from bitprism.workloads.base import Workload
+from bitprism.workloads.base import Workload, as_tuple
 
 
 def _dynamo_export(workload: Workload) -> onnx.ModelProto:
@@ -19,7 +19,7 @@ def _dynamo_export(workload: Workload) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            workload.model.eval(), (workload.example_inputs,), dynamo=True, optimize=False
+            workload.model.eval(), as_tuple(workload.example_inputs), dynamo=True, optimize=False
         )
     assert program is not None
     return program.model_proto
@@ -37,12 +37,9 @@ def _metadata_count(graph: onnx.GraphProto) -> int:
 def test_strip_metadata_shrinks_the_digits_export_and_keeps_it_exact(digits: Workload) -> None:
     model = _dynamo_export(digits)
     before = model.SerializeToString()
-    kept = (
-        [n.name for n in model.graph.node],
-        list(model.graph.value_info),
-        list(model.opset_import),
-        model.producer_name,
-    )
+    names = [node.name for node in model.graph.node]
+    value_info = [(info.name, info.type) for info in model.graph.value_info]
+    opsets, producer = list(model.opset_import), model.producer_name
     assert any(node.metadata_props for node in model.graph.node)
 
     strip_metadata(model)
@@ -51,11 +48,11 @@ def test_strip_metadata_shrinks_the_digits_export_and_keeps_it_exact(digits: Wor
     assert len(after) < len(before)
     assert _metadata_count(model.graph) == 0 and not model.metadata_props
     assert not any(node.doc_string for node in model.graph.node)
-    assert [n.name for n in model.graph.node] == kept[0]
-    assert [(v.name, v.type) for v in model.graph.value_info] == [(v.name, v.type) for v in kept[1]]
-    assert list(model.opset_import) == kept[2] and model.producer_name == kept[3]
+    assert [node.name for node in model.graph.node] == names
+    assert [(info.name, info.type) for info in model.graph.value_info] == value_info
+    assert list(model.opset_import) == opsets and model.producer_name == producer
     onnx.checker.check_model(model, full_check=True)
-    feeds = {model.graph.input[0].name: digits.example_inputs.numpy()}
+    feeds = {model.graph.input[0].name: as_tuple(digits.example_inputs)[0].numpy()}
     for old, new in zip(_run(before, feeds), _run(after, feeds), strict=True):
         np.testing.assert_array_equal(new, old)
 
@@ -88,7 +85,8 @@ def _if_model() -> onnx.ModelProto:
         doc_string="graph",
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], doc_string="m")
-    for proto in (model, graph.node[0], *(g.node[0] for g in graph.node[0].attribute_graphs())):
+    if_node = model.graph.node[0]  # make_model copied the graph: edit the model's own nodes
+    for proto in (model, if_node, *(attribute.g.node[0] for attribute in if_node.attribute)):
         helper.set_metadata_props(proto, {"pkg.torch.onnx.stack_trace": "File x.py, line 1"})
     return model
 
@@ -96,10 +94,12 @@ def _if_model() -> onnx.ModelProto:
 def test_strip_metadata_reaches_if_branches() -> None:
     model = _if_model()
     before = model.SerializeToString()
+    branches = [attribute.g for attribute in model.graph.node[0].attribute]
+    assert all(_metadata_count(g) == 1 for g in (model.graph, *branches))
+    assert all(node.doc_string for g in branches for node in g.node)
 
     strip_metadata(model)
 
-    branches = [attribute.g for attribute in model.graph.node[0].attribute]
     assert not model.metadata_props and not model.doc_string and not model.graph.doc_string
     assert all(_metadata_count(g) == 0 for g in (model.graph, *branches))
     assert not any(node.doc_string for g in (model.graph, *branches) for node in g.node)

@@ -67,3 +67,36 @@ def test_shares_the_database_with_optuna_and_uses_wal(tmp_path: Path) -> None:
     assert {"bp_jobs", "bp_trials", "bp_layer_choices", "bp_metrics", "bp_artifacts"} <= tables
     assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_lease_admits_one_driver_and_expires(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_job("j", "digits-cnn", {}, study_name="bitprism-j", model_hash="ab" * 32)
+    assert store.job("j").model_hash == "ab" * 32  # type: ignore[union-attr]
+    assert store.acquire_lease("j", "a", ttl_s=60) is None
+    assert store.acquire_lease("j", "a", ttl_s=60) is None  # re-entrant for its holder
+    held = store.acquire_lease("j", "b", ttl_s=60)
+    assert held is not None and held.startswith("a (last heartbeat")
+    assert store.renew_lease("j", "a") and not store.renew_lease("j", "b")
+    assert store.acquire_lease("j", "b", ttl_s=60, dead="a") is None  # a known-dead holder
+    assert store.job("j").driver == "b"  # type: ignore[union-attr]
+    assert store.acquire_lease("j", "c", ttl_s=0.0) is None  # b's heartbeat is older than 0 s
+    store.release_lease("j", "b")  # not the holder: no effect
+    assert store.job("j").driver == "c"  # type: ignore[union-attr]
+    store.release_lease("j", "c")
+    assert store.job("j").driver is None  # type: ignore[union-attr]
+
+
+def test_opening_for_reading_never_creates_a_store(tmp_path: Path) -> None:
+    from bitprism.search.store import StoreError
+
+    missing = tmp_path / "sub" / "none.db"
+    with pytest.raises(StoreError, match="no bitprism store at"):
+        Store(f"sqlite:///{missing}", create=False)
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store("foo")
+    with pytest.raises(StoreError, match="in-memory"):
+        Store("sqlite://")
+    with pytest.raises(StoreError, match="inside /proc"):
+        Store("sqlite:////proc/nope/x.db")

@@ -41,7 +41,7 @@ def test_a_tiny_weight_change_changes_the_digest(model: nn.Module) -> None:
     digest = model_fingerprint(model, _IMAGES)
     edited = copy.deepcopy(model)
     with torch.no_grad():
-        edited.head[1].weight[3, 5] += 1e-6
+        edited.get_parameter("head.1.weight")[3, 5] += 1e-6
 
     assert model_fingerprint(edited, _IMAGES) != digest
 

@@ -1,0 +1,33 @@
+"""Interleaved timing against fp32 on real ONNX files of the digits CNN."""
+
+from __future__ import annotations
+
+import torch
+
+from bitprism.config import LatencySpec
+from bitprism.evaluators.latency import compare_latency, timing_inputs
+from bitprism.evaluators.runtime import make_session
+
+
+def test_a_model_timed_against_itself_is_about_as_fast(digits, digits_onnx) -> None:
+    spec = LatencySpec(repeats=10, passes=5, warmup=3)
+    sessions = [make_session(digits_onnx, 1), make_session(digits_onnx, 1)]
+    reference, twin = compare_latency(sessions, (digits.example_inputs,), spec)
+    assert reference.speedup == reference.speedup_min == reference.speedup_max == 1.0
+    assert 0.7 < twin.speedup < 1.4  # same file; only noise separates them
+    assert twin.speedup_min <= twin.speedup <= twin.speedup_max
+    assert twin.latency.runs == 50 and twin.latency.p10_ms <= twin.latency.p90_ms
+    assert twin.reference_ms == reference.latency.median_ms or twin.reference_ms > 0
+
+
+def test_more_work_shows_as_a_lower_speedup(digits, digits_onnx) -> None:
+    """A batch 8x larger through the same graph must time clearly slower than fp32's own."""
+    spec = LatencySpec(repeats=10, passes=3, warmup=2)
+    small, big = make_session(digits_onnx, 1), make_session(digits_onnx, 1)
+    x = digits.example_inputs
+    reference, _ = compare_latency([small, big], (x,), spec)
+    larger = timing_inputs((x,), 256)
+    assert larger[0].shape[0] == 256 and torch.equal(larger[0][:32], x)
+    base = compare_latency([small], (x,), spec)[0].latency.median_ms
+    heavy = compare_latency([big], larger, spec)[0].latency.median_ms
+    assert heavy > 3 * base and reference.speedup == 1.0
