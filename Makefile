@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 # torch is pinned in the same pip command as everything else so that nothing drags in a CUDA build.
 $(STAMP): pyproject.toml
@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/bitprism search --workload digits-cnn --trials 40 --workers 2 \
-		--store sqlite:///bitprism.db --job-id demo-digits --export out/best.onnx --max-drop 1.0
+		--store sqlite:///bitprism.db --job-id demo-digits --export out/best.onnx
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/latency_repeatability.py
+	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32
+	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32 --workload tests.fixtures:bn_cnn
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests

@@ -70,8 +70,9 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     store = Store(spec.store)
     if store.job(job_id) is None:
         _create_job(store, spec, job)
+    inputs = timing_inputs(as_tuple(job.workload.example_inputs), spec.latency.batch)
     with Lease(store, job_id):
-        _check_resume(store, spec, job)
+        _check_resume(store, spec, job, batch=inputs[0].shape[0])
         study = _study(spec)
         _recover(store, study, job_id, spec)
         ctx = EvalContext(
@@ -82,7 +83,6 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
             str(job.artifact_dir),
             spec.parity_tolerance,
         )
-        inputs = timing_inputs(as_tuple(job.workload.example_inputs), spec.latency.batch)
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)
         try:
@@ -120,7 +120,7 @@ def _create_job(store: Store, spec: JobSpec, job: PreparedJob) -> None:
     )
 
 
-def _check_resume(store: Store, spec: JobSpec, job: PreparedJob) -> None:
+def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> None:
     """Refuse a resume that changes the model or what the job measures; keep the new budget."""
     job_id = spec.job_id or ""
     data = spec.model_dump(mode="json")
@@ -140,6 +140,12 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob) -> None:
         )
     if existing.space != job.space.to_dict():
         raise SpecError(f"job {job_id!r}: the model's layers differ from the stored job's")
+    timed = [t.metrics.get("timing_batch") for t in store.trials(job_id) if t.number is None]
+    if timed and timed[0] is not None and int(timed[0]) != batch:
+        raise SpecError(
+            f"job {job_id!r} was timed at batch {int(timed[0])}, the example inputs now give "
+            f"batch {batch}; set latency.batch: {int(timed[0])} or pick a new job_id"
+        )
     store.update_job(job_id, spec=data)
 
 
