@@ -27,6 +27,7 @@ console = Console()
 
 DEFAULT_STORE = "sqlite:///bitprism.db"
 MAX_ROWS = 15  # table rows printed; --json / --csv give all
+NARROW_DROPS = ("spread", "KiB")  # columns left out below 100 terminal columns
 StoreOpt = Annotated[
     str,
     typer.Option(
@@ -315,6 +316,8 @@ def _print_rows(
         caption += f"\n{len(rows) - len(shown)} more rows: --json or --csv lists all"
     out = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False)
     cells = [_cells(row, rows[0]) for row in shown]
+    if console.width < 100:  # keep "choices" readable: the spread and KiB are in --json
+        cells = [{k: v for k, v in c.items() if k not in NARROW_DROPS} for c in cells]
     for column in cells[0]:
         wraps = column in ("choices", "error", "form")
         out.add_column(
