@@ -17,7 +17,7 @@ def test_a_model_timed_against_itself_is_about_as_fast(digits, digits_onnx) -> N
     assert 0.7 < twin.speedup < 1.4  # same file; only noise separates them
     assert twin.speedup_min <= twin.speedup <= twin.speedup_max
     assert twin.latency.runs == 50 and twin.latency.p10_ms <= twin.latency.p90_ms
-    assert twin.reference_ms == reference.latency.median_ms or twin.reference_ms > 0
+    assert twin.reference_ms == reference.reference_ms > 0  # both: fp32's median pass median
 
 
 def test_more_work_shows_as_a_lower_speedup(digits, digits_onnx) -> None:
