@@ -17,7 +17,9 @@ from bitprism.results import ExportError
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
-def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_url: str) -> None:
+def test_search_and_export_a_custom_workload(
+    token_mlp, tmp_path: Path, store_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     spec = bitprism.JobSpec(
         trials=6,
         workers=2,
@@ -27,6 +29,7 @@ def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_ur
         latency={"repeats": 5},
     )
     result = bitprism.search(token_mlp, spec, progress=False)
+    assert capfd.readouterr() == ("", "")  # progress=False prints nothing at all
     assert result.job.workload == "token-mlp"
     front = result.pareto
     assert front and all(p.metrics["parity_rel_err"] <= spec.parity_tolerance for p in front)
@@ -48,6 +51,20 @@ def test_search_and_export_a_custom_workload(token_mlp, tmp_path: Path, store_ur
     # ... and reopens when the workload is given again (its model is checked to be the job's).
     again = bitprism.load_result("api", store=store_url, workload=token_mlp)
     assert again.export(tmp_path / "again.onnx", constraints=limits).path.is_file()
+    # The same from the command line, with the factory that builds that workload.
+    from typer.testing import CliRunner
+
+    from bitprism.cli import app
+
+    args = ["export", "api", "--store", store_url, "-o", str(tmp_path / "cli.onnx")]
+    loose = ["--max-drop-pct", "100", "--min-speedup", "0"]
+    done = CliRunner().invoke(app, [*args, *loose, "--workload", "tests.fixtures:token_mlp"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "cli.onnx").is_file()
+    other = CliRunner().invoke(
+        app, [*args, *loose, "--workload", "tests.fixtures:token_mlp_retrained"]
+    )
+    assert other.exit_code == 1 and "another model than job 'api'" in other.output
     assert isinstance(ort.InferenceSession(str(report.path)), ort.InferenceSession)
     assert torch.is_tensor(OrtModule(session)(token_mlp.example_inputs))
 

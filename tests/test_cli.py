@@ -67,6 +67,28 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
     exported = runner.invoke(app, args)
     assert exported.exit_code == 0, exported.output
     assert again.is_file()
+    # No point can be 100x faster: said plainly, exit 1, nothing written; fp32 only on request.
+    never = tmp_path / "never.onnx"
+    refused = runner.invoke(
+        app, ["export", "cli", "--store", store_url, "-o", str(never), "--min-speedup", "100"]
+    )
+    assert refused.exit_code == 1 and "no verified compressed point" in refused.output
+    assert not never.exists()
+    fallback = runner.invoke(
+        app,
+        [
+            "export",
+            "cli",
+            "--store",
+            store_url,
+            "-o",
+            str(never),
+            "--min-speedup",
+            "100",
+            "--fp32-if-none",
+        ],
+    )
+    assert fallback.exit_code == 0 and "exported the fp32 model itself" in fallback.output
     # Resume with a bigger budget: status tells the new budget, not the first one.
     resumed = runner.invoke(app, ["search", str(spec), "--no-progress", "--trials", "7"])
     assert resumed.exit_code == 0, resumed.output
