@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bitprism.config import Constraints, JobSpec, Objective
+from pydantic import ValidationError
+
+from bitprism.config import Constraints, JobSpec, Objective, SpecError
 from bitprism.paths import PathError, writable_file
 from bitprism.search.pareto import accuracy_floor, best_index, pareto_front, satisfies
 from bitprism.search.schema import TrialRole, TrialState
@@ -103,7 +105,14 @@ class SearchResult:
         if record is None:
             raise KeyError(f"no job {job_id!r} in {self.store.url}")
         self.job: JobRecord = record
-        self.spec = JobSpec.model_validate(record.spec)
+        try:
+            self.spec = JobSpec.model_validate(record.spec)
+        except ValidationError as exc:
+            raise SpecError(
+                f"job {job_id!r} in {self.store.url} was written by another bitprism version and "
+                f"its spec no longer reads ({exc.error_count()} problem(s), first: "
+                f"{'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']})"
+            ) from None
         self._workload = workload
 
     @property

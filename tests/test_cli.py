@@ -180,3 +180,10 @@ def test_version_and_a_failing_reference_exit_non_zero(tmp_path: Path, store_url
     assert result.exit_code == 1 and "fp32 reference failed" in result.output
     status = runner.invoke(app, ["status", "boom", "--store", store_url])
     assert "failed" in status.output and "fp32 reference failed" in status.output
+
+
+def test_a_job_of_an_older_version_is_reported_not_a_traceback(store_url: str) -> None:
+    old = {"objectives": ["accuracy", "latency_ms"], "constraints": {"max_accuracy_drop": 1.0}}
+    Store(store_url).create_job("old", "digits-cnn", old, study_name="bitprism-old")
+    result = runner.invoke(app, ["pareto", "old", "--store", store_url])
+    assert result.exit_code == 2 and "written by another bitprism version" in result.output
