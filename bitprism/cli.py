@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from bitprism.config import Knob, Objective, Sampler
+from bitprism.tables import Rows, print_rows, score_digits
 
 app = typer.Typer(
     add_completion=False,
@@ -26,8 +24,6 @@ app = typer.Typer(
 console = Console()
 
 DEFAULT_STORE = "sqlite:///bitprism.db"
-MAX_ROWS = 15  # table rows printed; --json / --csv give all
-NARROW_DROPS = ("spread", "KiB")  # columns left out below 100 terminal columns
 StoreOpt = Annotated[
     str,
     typer.Option(
@@ -126,7 +122,7 @@ def search(
         job = run_job(spec, progress=progress)
     console.print(f"job [bold]{job}[/bold] done; store {spec.store}")
     result = _result(job, spec.store)
-    _print_rows(_pareto_table(result), False, False)
+    print_rows(console, _pareto_table(result), False, False)
     if export is not None:
         _export(result, export, result.spec.constraints, Objective.WEIGHT_BYTES, fp32_if_none)
 
@@ -149,7 +145,7 @@ def jobs(
         }
         for r in records
     ]
-    _print_rows(("jobs", rows, {}), json_out, csv_out)
+    print_rows(console, ("jobs", rows, {}), json_out, csv_out)
 
 
 @app.command()
@@ -178,7 +174,7 @@ def status(
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     if csv_out:
-        _print_rows(("trials", rows, {}), False, True)
+        print_rows(console, ("trials", rows, {}), False, True)
         return
     console.print(
         f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
@@ -198,7 +194,7 @@ def pareto(
     job: str, store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
 ) -> None:
     """Print the verified Pareto front of a job, with the fp32 reference first."""
-    _print_rows(_pareto_table(_result(job, store)), json_out, csv_out)
+    print_rows(console, _pareto_table(_result(job, store)), json_out, csv_out)
 
 
 @app.command()
@@ -226,7 +222,7 @@ def show(
         return
     metrics = ", ".join(f"{k} {v:.6g}" for k, v in sorted(record.metrics.items()))
     caption = f"{record.state.value}; {metrics}" + (f"; {record.error}" if record.error else "")
-    _print_rows((f"{job} trial {trial}", rows, {"caption": caption}), False, csv_out)
+    print_rows(console, (f"{job} trial {trial}", rows, {"caption": caption}), False, csv_out)
 
 
 @app.command("export")
@@ -283,71 +279,12 @@ def _result(job: str, store: str, workload: Any = None) -> Any:
             _fail(str(exc.args[0]))
 
 
-def _pareto_table(result: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+def _pareto_table(result: Any) -> Rows:
     from bitprism.report import pareto_rows
 
     rows = pareto_rows(result)
     caption = f"speed-up vs fp32 timed in the same passes at {_timed_at(result)}"
     return f"Pareto front of {result.job_id} (verified ONNX files)", rows, {"caption": caption}
-
-
-def _print_rows(
-    table: tuple[str, list[dict[str, Any]], dict[str, Any]], js: bool, cs: bool
-) -> None:
-    """One set of rows as JSON, CSV or a readable table."""
-    title, rows, extra = table
-    if js:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if cs:
-        buffer = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        typer.echo(buffer.getvalue(), nl=False)
-        return
-    if not rows:
-        console.print(f"{title}: nothing yet")
-        return
-    shown = rows[:MAX_ROWS]
-    caption = extra.get("caption") or ""
-    if len(rows) > len(shown):
-        caption += f"\n{len(rows) - len(shown)} more rows: --json or --csv lists all"
-    out = Table(title=title, caption=caption or None, box=box.SIMPLE_HEAD, pad_edge=False)
-    cells = [_cells(row, rows[0]) for row in shown]
-    if console.width < 100:  # keep "choices" readable: the spread and KiB are in --json
-        cells = [{k: v for k, v in c.items() if k not in NARROW_DROPS} for c in cells]
-    for column in cells[0]:
-        wraps = column in ("choices", "error", "form")
-        out.add_column(
-            column, justify="left" if wraps or column == "point" else "right", no_wrap=not wraps
-        )
-    for row_cells in cells:
-        out.add_row(*row_cells.values())
-    console.print(out)
-
-
-def _cells(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, str]:
-    """Readable cells; Pareto rows get merged speed-up and size columns."""
-    from bitprism.report import score_digits
-
-    if "speedup_min" not in row:
-        return {
-            k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-            for k, v in row.items()
-        }
-    digits = score_digits(reference["accuracy"])
-    return {
-        "point": row["point"],
-        "accuracy": f"{row['accuracy']:.{digits}f}",
-        "drop": f"{row['drop_pct']:+.2f}%",
-        "speed-up": f"{row['speedup']:.2f}x",
-        "spread": f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f}",
-        "KiB": f"{row['weight_bytes'] / 1024:.1f}",
-        "smaller": f"{row['smaller_x']:.2f}x",
-        "choices": row["choices"],
-    }
 
 
 def _timed_at(result: Any) -> str:
@@ -358,8 +295,6 @@ def _timed_at(result: Any) -> str:
 
 
 def _export(result: Any, output: Path, limits: Any, by: Objective, fp32_if_none: bool) -> None:
-    from bitprism.report import score_digits
-
     with _errors():
         report = result.export(output, constraints=limits, by=by, fp32_if_none=fp32_if_none)
     digits = score_digits(report.reference.accuracy or 0.0)

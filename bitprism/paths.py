@@ -1,4 +1,4 @@
-"""Checks on the paths a user gives, made before anything is written.
+"""Checks on the paths and store URLs a user gives, made before anything is written.
 
 Each check creates nothing: it finds the nearest folder that exists, and says in one line what
 is wrong (a file where a folder must be, a system folder, no write permission).
@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # Pseudo file systems: writable by root on paper, but no place for a user's files.
 _SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
@@ -56,3 +59,42 @@ def writable_file(path: str | Path, what: str, suffix: str | None = None) -> Pat
         raise PathError(f"{what} {path}: exists and is not writable")
     folder = writable_dir(target.parent, what)
     return folder / target.name
+
+
+class StoreError(PathError):
+    """A store URL that cannot be used, or a store that is not there; says which and why."""
+
+
+def check_store_url(url: str, *, create: bool) -> Path | None:
+    """Check a store URL before anything is written; returns the SQLite file, if it is one.
+
+    ``create=False`` (read-only commands) requires an existing SQLite file, so that a typo
+    never creates an empty database.
+
+    Raises:
+        StoreError: naming the URL and what is wrong with it.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"store {url!r} is not a database URL; e.g. sqlite:///bitprism.db or "
+            "postgresql://user@host/db"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"store {url!r}: only sqlite:// and postgresql:// stores are supported")
+    if backend != "sqlite":
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        raise StoreError(f"store {url!r}: an in-memory SQLite store cannot be shared; name a file")
+    path = Path(parsed.database).expanduser()
+    if path.is_dir():
+        raise StoreError(f"store {url!r}: {path} is a folder")
+    if not create and not path.is_file():
+        raise StoreError(f"no bitprism store at {path} (from {url!r})")
+    try:
+        writable_dir(path.parent, "store")
+    except PathError as exc:
+        raise StoreError(str(exc)) from None
+    return path.resolve()

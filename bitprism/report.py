@@ -1,13 +1,11 @@
 """Rows for what the CLI prints: pure functions from results to plain dicts.
 
-The same rows become a rich table, JSON or CSV (:mod:`bitprism.cli`), so every format shows
-the same numbers. Accuracy is written with four significant digits at fp32's scale, so a drop
-shows whether the metric is in percent or a fraction.
+The same rows become a rich table, JSON or CSV (:mod:`bitprism.tables`), so every format shows
+the same numbers.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -16,13 +14,6 @@ from bitprism.search.store import TrialRecord
 from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 
 Row = dict[str, Any]
-
-
-def score_digits(reference: float) -> int:
-    """Decimals that give four significant digits at the reference's magnitude."""
-    if reference == 0 or not math.isfinite(reference):
-        return 4
-    return max(0, 3 - math.floor(math.log10(abs(reference))))
 
 
 def bits_name(bits: int) -> str:

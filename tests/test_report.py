@@ -6,8 +6,9 @@ import io
 
 from rich.console import Console
 
-from bitprism.report import choice_summary, layer_choice, score_digits
+from bitprism.report import choice_summary, layer_choice
 from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.tables import score_digits
 
 
 def _forty_layers() -> Candidate:
@@ -26,11 +27,10 @@ def test_a_forty_layer_point_is_summarised_in_one_short_cell() -> None:
     )
 
 
-def test_the_pareto_table_of_a_forty_layer_model_fits_100_columns(monkeypatch) -> None:
-    from bitprism import cli
+def test_the_pareto_table_of_a_forty_layer_model_fits_100_columns() -> None:
+    from bitprism.tables import print_rows
 
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=100))
     row = {
         "point": "trial 123",
         "accuracy": 86.72,
@@ -43,7 +43,8 @@ def test_the_pareto_table_of_a_forty_layer_model_fits_100_columns(monkeypatch) -
         "smaller_x": 3.91,
         "choices": choice_summary(_forty_layers()),
     }
-    cli._print_rows(("front", [row, row], {"caption": "timed at batch 32"}), False, False)
+    table = ("front", [row, row], {"caption": "timed at batch 32"})
+    print_rows(Console(file=out, width=100), table, False, False)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= 100
     # title, header, rule, caption, and at most two lines per point (only "choices" wraps)

@@ -18,10 +18,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from bitprism.paths import PathError, writable_dir
+from bitprism.paths import StoreError, check_store_url
+
+__all__ = ["ArtifactRecord", "JobRecord", "Store", "StoreError", "TrialRecord", "check_store_url"]
 from bitprism.search.schema import (
     Artifact,
     Job,
@@ -68,45 +69,6 @@ class JobRecord:
     created_at: dt.datetime
     model_hash: str | None = None
     driver: str | None = None
-
-
-class StoreError(ValueError):
-    """A store URL that cannot be used, or a store that is not there; says which and why."""
-
-
-def check_store_url(url: str, *, create: bool) -> Path | None:
-    """Check a store URL before anything is written; returns the SQLite file, if it is one.
-
-    ``create=False`` (read-only commands) requires an existing SQLite file, so that a typo
-    never creates an empty database.
-
-    Raises:
-        StoreError: naming the URL and what is wrong with it.
-    """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(
-            f"store {url!r} is not a database URL; e.g. sqlite:///bitprism.db or "
-            "postgresql://user@host/db"
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise StoreError(f"store {url!r}: only sqlite:// and postgresql:// stores are supported")
-    if backend != "sqlite":
-        return None
-    if parsed.database in (None, "", ":memory:"):
-        raise StoreError(f"store {url!r}: an in-memory SQLite store cannot be shared; name a file")
-    path = Path(parsed.database).expanduser()
-    if path.is_dir():
-        raise StoreError(f"store {url!r}: {path} is a folder")
-    if not create and not path.is_file():
-        raise StoreError(f"no bitprism store at {path} (from {url!r})")
-    try:
-        writable_dir(path.parent, "store")
-    except PathError as exc:
-        raise StoreError(str(exc)) from None
-    return path.resolve()
 
 
 class Store:
