@@ -67,6 +67,34 @@ class SearchSpace:
         """The uncompressed model as a candidate."""
         return Candidate.from_dict({layer.name: LayerChoice() for layer in self.layers})
 
+    def uniform_seeds(self) -> list[Candidate]:
+        """One candidate per offered bit width: every layer at it where offered, else as is.
+
+        E.g. "int8 everywhere", "int4 wherever a kernel exists": the forms a user would try
+        by hand, so the search always measures them (random starts rarely leave every other
+        knob at its no-compression value).
+        """
+        widths = sorted(
+            {
+                v
+                for _, knobs in self.choices
+                for k, vs in knobs
+                if k == "weight_bits"
+                for v in vs[1:]
+            },
+            reverse=True,
+        )
+        seeds = []
+        for bits in widths:
+            layers = {
+                name: LayerChoice(weight_bits=int(bits))
+                if bits in dict(knobs)["weight_bits"]
+                else LayerChoice()
+                for name, knobs in self.choices
+            }
+            seeds.append(Candidate.from_dict(layers))
+        return seeds
+
     def size(self) -> int:
         """Number of distinct candidates."""
         total = 1

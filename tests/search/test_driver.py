@@ -52,6 +52,10 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
     )
     searched = [t for t in trials if t.role is TrialRole.SEARCH]
     assert len(searched) == 4 and all(t.state is TrialState.COMPLETE for t in searched)
+    # A new job first measures the uniform forms: int8, int4, int2 on every layer.
+    seeds = [{"weight_bits": bits} for bits in (8, 4, 2)]
+    expected = [Candidate.from_dict({"up": seed, "down": seed}) for seed in seeds]
+    assert [t.candidate for t in searched[:3]] == expected
     for trial in trials:
         timing = {"latency_ms", "reference_latency_ms", "speedup", "speedup_min", "speedup_max"}
         assert {"accuracy", "weight_bytes", "parity_rel_err", *timing} <= set(trial.metrics)
