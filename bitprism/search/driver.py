@@ -75,9 +75,6 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         _check_resume(store, spec, job, batch=inputs[0].shape[0])
         study = _study(spec)
         _recover(store, study, job_id, spec)
-        if not study.trials:  # a new job: measure the forms a user would try by hand first
-            for seed in job.space.uniform_seeds()[: spec.trials]:
-                study.enqueue_trial(job.space.params(seed), skip_if_exists=True)
         ctx = EvalContext(
             job.workload,
             job.space.layers,

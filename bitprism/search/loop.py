@@ -87,6 +87,7 @@ class SearchLoop:
                     bar.announce(f"[yellow]{note}[/yellow]")
                 if self.reference is None:
                     self._measure_reference(bar)
+                self._seed()
                 while True:
                     while asked < self.spec.trials and self._round_size() < self.spec.workers:
                         asked += 1
@@ -100,6 +101,13 @@ class SearchLoop:
         except KeyboardInterrupt:
             self._interrupt()
             raise
+
+    def _seed(self) -> None:
+        """A new job measures the forms a user would try by hand first (int8, int4 ...)."""
+        if self.study.get_trials(deepcopy=False):
+            return
+        for seed in self.space.uniform_seeds()[: self.spec.trials]:
+            self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
 
     def _round_size(self) -> int:
         return self.pool.busy + len(self.untimed)
