@@ -32,11 +32,6 @@ class LatencyStats:
     p90_ms: float
     runs: int
 
-    @property
-    def spread(self) -> float:
-        """(p90 - p10) / median: how noisy the measurement was."""
-        return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms else 0.0
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -142,7 +137,7 @@ class _Runner:
 
 def _comparison(samples: list[float], medians: list[float], reference: list[float]) -> Comparison:
     ratios = [r / m for r, m in zip(reference, medians, strict=True)]
-    deciles = statistics.quantiles(samples, n=10) if len(samples) >= 2 else samples * 9
+    deciles = statistics.quantiles(samples, n=10)  # repeats >= 3, so always enough samples
     return Comparison(
         latency=LatencyStats(
             median_ms=statistics.median(samples),

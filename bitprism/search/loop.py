@@ -9,7 +9,7 @@ Only then is Optuna told. Unverified or failed trials are told as failed, with t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -35,7 +35,6 @@ class _Pending:
     trial: optuna.trial.Trial | None  # None for the fp32 reference
     row: int
     candidate: Candidate
-    outcome: TrialOutcome | None = field(default=None)  # set once evaluated, before timing
 
 
 class SearchLoop:
@@ -56,7 +55,7 @@ class SearchLoop:
         self.timed_at = {"timing_batch": float(timing_inputs[0].shape[0])}
         self.job_id = spec.job_id or ""
         self.pending: dict[int, _Pending] = {}
-        self.untimed: list[_Pending] = []
+        self.untimed: list[tuple[_Pending, TrialOutcome]] = []  # evaluated, awaiting timing
         records = store.trials(self.job_id)
         self.done = {r.candidate.digest(): r for r in records if r.state is TrialState.COMPLETE}
         self.finished = sum(
@@ -127,7 +126,7 @@ class SearchLoop:
             )
             if timing.error is None:
                 metrics = {**outcome.metrics, **timing.value[0].metrics(), **self.timed_at}
-                pending = _Pending(None, row, baseline, outcome)
+                pending = _Pending(None, row, baseline)
                 self.reference = self._complete(pending, metrics, _artifact(outcome), bar)
                 return
             done = timing
@@ -161,21 +160,16 @@ class SearchLoop:
         elif not done.value.verified:
             self._fail(pending, done.value.note or "not verified", bar, done.value)
         else:
-            pending.outcome = done.value
-            self.untimed.append(pending)
+            self.untimed.append((pending, done.value))
 
     def _time_round(self, bar: SearchProgress) -> None:
         """Time every evaluated candidate of the round against fp32, with nothing else running."""
         batch, self.untimed = self.untimed, []
         if self.reference is None or self.reference.artifact is None:
             raise RuntimeError("a timing round needs the measured fp32 reference")
-        paths = [self.reference.artifact.path]
-        paths += [p.outcome.onnx_path for p in batch if p.outcome is not None]
+        paths = [self.reference.artifact.path, *(outcome.onnx_path for _, outcome in batch)]
         done = self.pool.run_exclusive(time_files, self.spec.latency, self.timing_inputs, paths)
-        for i, pending in enumerate(batch):
-            outcome = pending.outcome
-            if outcome is None:
-                continue
+        for i, (pending, outcome) in enumerate(batch):
             if done.error is not None:
                 self._fail(pending, f"timing failed: {done.error}", bar, outcome)
                 continue
@@ -224,11 +218,12 @@ class SearchLoop:
         if pending.trial is not None:
             pending.trial.set_user_attr("bitprism_error", error[:2000])
             self.study.tell(pending.trial, state=OptunaState.FAIL)
-        bar.advance(pending.trial is not None, failed=True, unverified=outcome is not None)
+        unverified = outcome is not None and not outcome.verified
+        bar.advance(pending.trial is not None, failed=True, unverified=unverified)
 
     def _interrupt(self) -> None:
         self.pool.cancel_all()
-        for pending in [*self.pending.values(), *self.untimed]:
+        for pending in [*self.pending.values(), *(p for p, _ in self.untimed)]:
             self.store.end_trial(pending.row, TrialState.INTERRUPTED, "interrupted by the user")
             if pending.trial is not None:
                 self.study.tell(pending.trial, state=OptunaState.FAIL)
