@@ -50,7 +50,7 @@ def main() -> None:
     out = "/tmp/bitprism-bench-repeat"
     spec = JobSpec(job_id="bench", output_dir=out, store=f"sqlite:///{out}/store.db")
     job = prepare_job(spec, resolve_workload("digits-cnn"))
-    ctx = EvalContext(job.workload, job.space.layers, job.base_onnx, "ort-cpu", out, 0.05)
+    ctx = EvalContext(job.workload, job.space.layers, job.base_onnx, "ort-cpu", out, 0.05, 1.0)
     latency = LatencySpec(repeats=20, passes=5)
     inputs = timing_inputs(as_tuple(job.workload.example_inputs), None)
     pool = RayPool(workers=2, timeout_s=600)

@@ -26,7 +26,7 @@ def search(
     """
     from bitprism.search.driver import run_job
 
-    base = (spec or JobSpec()).model_dump(mode="json")
+    base = (spec or JobSpec()).model_dump(mode="json", exclude_unset=True)
     if isinstance(workload, str):
         fields["workload"] = workload
     spec = build_spec({**base, **fields})

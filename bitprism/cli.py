@@ -67,6 +67,10 @@ def main(
 def search(
     spec_file: Annotated[Path | None, typer.Argument(help="YAML job spec.")] = None,
     workload: Annotated[str | None, typer.Option(help="Built-in name or pkg.mod:factory.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Data file for workloads that take one (minilm-stsb).")
+    ] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Local model folder (hf-encoder).")] = None,
     trials: Annotated[int | None, typer.Option(help="Trials to finish (resumes count).")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials evaluated at once.")] = None,
     store: Annotated[
@@ -98,6 +102,8 @@ def search(
 
     flags = {
         "workload": workload,
+        "data": data,
+        "model_dir": model_dir,
         "trials": trials,
         "workers": workers,
         "store": store,
@@ -259,7 +265,8 @@ def _merge(base: Any, updates: dict[str, Any], **nested: dict[str, Any]) -> dict
     for name, values in nested.items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:
-            out[name] = {**getattr(base, name).model_dump(mode="json"), **given}
+            own = getattr(base, name).model_dump(mode="json", exclude_unset=True)
+            out[name] = {**own, **given}
     return out
 
 

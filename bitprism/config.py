@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -70,13 +71,22 @@ class Constraints(_Strict):
 class LatencySpec(_Strict):
     """How candidates are timed: ``passes`` interleaved passes over fp32 and the candidates,
     each model ``repeats`` runs per pass after ``warmup`` runs; ``batch`` None = the
-    workload's example batch; printed with every latency."""
+    workload's example batch; printed with every latency.
+
+    A model slower than ``budget_s`` / ``repeats`` per run stops a pass once ``budget_s`` is
+    spent (after at least 3 runs; warm-up after at least 1), so a large model is not timed for
+    minutes while a small one still gets its ``repeats``. ``per_round`` candidates are timed in
+    each timing round against one fp32 timing (None = one per worker); a larger group spends
+    less time re-timing fp32.
+    """
 
     threads: int = Field(1, ge=1, le=256)
     batch: int | None = Field(None, ge=1, le=65_536)
     warmup: int = Field(10, ge=0, le=10_000)
     repeats: int = Field(20, ge=3, le=100_000)
     passes: int = Field(5, ge=1, le=1000)
+    budget_s: float = Field(0.5, gt=0, le=3600)
+    per_round: int | None = Field(None, ge=1, le=1024)
 
     def describe(self, example_batch: int | None = None) -> str:
         """E.g. ``batch 32, 1 thread``: what every printed latency was measured at."""
@@ -95,6 +105,8 @@ class JobSpec(_Strict):
     """
 
     workload: str = "digits-cnn"
+    data: Path | None = None
+    model_dir: Path | None = None
     job_id: str | None = None
     objectives: tuple[Objective, ...] = (
         Objective.ACCURACY,
@@ -113,6 +125,9 @@ class JobSpec(_Strict):
     extra_knobs: tuple[Knob, ...] = ()
     latency: LatencySpec = LatencySpec()
     parity_tolerance: float = Field(0.05, gt=0, le=1.0)
+    # A file may also differ from the PyTorch candidate by this share of how far compression
+    # moved the output (capped at 25%); 0 = strict parity_tolerance. See Parity.verified.
+    parity_drift_share: float = Field(1.0, ge=0, le=1.0)
     trial_timeout_s: float = Field(600.0, gt=0, le=7 * 24 * 3600)
 
     @field_validator("job_id")
@@ -121,6 +136,12 @@ class JobSpec(_Strict):
         if value is not None and not _JOB_ID.match(value):
             raise ValueError("must be 1-128 letters, digits, '.', '_' or '-', starting alnum")
         return value
+
+    @field_validator("data", "model_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Stored absolute, so a resume from another folder names the same file.
+        return None if value is None else value.expanduser().resolve()
 
     @field_validator("objectives")
     @classmethod
@@ -172,10 +193,12 @@ class JobSpec(_Strict):
 
 
 def _anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``output_dir`` and a SQLite store's file, made relative to ``folder`` where relative."""
+    """The spec's paths (``output_dir``, ``data``, ``model_dir``, a SQLite store's file), made
+    relative to ``folder`` where relative."""
     out = dict(data)
-    if isinstance(out.get("output_dir"), str) and not Path(out["output_dir"]).is_absolute():
-        out["output_dir"] = str(folder / Path(out["output_dir"]).expanduser())
+    for key in ("output_dir", "data", "model_dir"):
+        if isinstance(out.get(key), str) and not Path(out[key]).expanduser().is_absolute():
+            out[key] = str(folder / Path(out[key]).expanduser())
     store = out.get("store")
     if isinstance(store, str):
         try:
@@ -187,6 +210,24 @@ def _anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
         if url.get_backend_name() == "sqlite" and relative:
             out["store"] = url.set(database=str(folder / database)).render_as_string(False)
     return out
+
+
+def with_latency_defaults(spec: JobSpec, defaults: Mapping[str, Any]) -> JobSpec:
+    """``spec`` with the workload's suggested latency fields where the job did not set them.
+
+    E.g. a sentence encoder deployed on every core is timed with ``threads=2`` unless the user
+    asks otherwise. The result names every field, so a stored spec reads the same on resume.
+    """
+    unset = {k: v for k, v in defaults.items() if k not in spec.latency.model_fields_set}
+    if not unset:
+        return spec
+    try:
+        latency = LatencySpec.model_validate(
+            {**spec.latency.model_dump(mode="json", exclude_unset=True), **unset}
+        )
+    except ValidationError as exc:
+        raise SpecError(f"workload latency defaults {dict(defaults)} are invalid: {exc}") from None
+    return spec.model_copy(update={"latency": latency})
 
 
 class SpecError(ValueError):

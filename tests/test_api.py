@@ -32,7 +32,10 @@ def test_search_and_export_a_custom_workload(
     assert capfd.readouterr() == ("", "")  # progress=False prints nothing at all
     assert result.job.workload == "token-mlp"
     front = result.pareto
-    assert front and all(p.metrics["parity_rel_err"] <= spec.parity_tolerance for p in front)
+    assert front and all(
+        p.metrics["parity_rel_err"] <= max(spec.parity_tolerance, p.metrics["parity_drift"])
+        for p in front
+    )
     accuracies = [p.accuracy for p in front]
     assert accuracies == sorted(accuracies, reverse=True)
     limits = result.constraints(max_drop_pct=100.0, min_speedup=0.0)
@@ -67,6 +70,31 @@ def test_search_and_export_a_custom_workload(
     assert other.exit_code == 1 and "another model than job 'api'" in other.output
     assert isinstance(ort.InferenceSession(str(report.path)), ort.InferenceSession)
     assert torch.is_tensor(OrtModule(session)(token_mlp.example_inputs))
+    # A speed-up the export's re-timing does not confirm (as if the search had timed on a busy
+    # machine) is refused with both figures, and nothing is written.
+    _claim_speedup(store_url, report.point.number, 80.0)
+    fast = result.constraints(max_drop_pct=100.0, min_speedup=50.0)
+    with pytest.raises(ExportError, match=r"re-timed at export at .*below min_speedup 50"):
+        result.export(tmp_path / "claimed.onnx", constraints=fast, by=bitprism.Objective.SPEEDUP)
+    assert not (tmp_path / "claimed.onnx").exists()
+
+
+def _claim_speedup(store_url: str, number: int | None, speedup: float) -> None:
+    """Overwrite one trial's stored speed-up figures in the real store."""
+    from sqlalchemy import create_engine, select, update
+
+    from bitprism.search.schema import Metric, Trial
+
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        trial_id = conn.execute(select(Trial.id).where(Trial.number == number)).scalar_one()
+        for name in ("speedup", "speedup_min", "speedup_max"):
+            conn.execute(
+                update(Metric)
+                .where(Metric.trial_id == trial_id, Metric.name == name)
+                .values(value=speedup)
+            )
+    engine.dispose()
 
 
 def test_import_is_light_and_never_touches_cuda() -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -57,6 +59,61 @@ class CompressedLayer:
     choice: LayerChoice
     factors: tuple[Factor, ...]
     bias: torch.Tensor | None
+
+
+class InputQuantKind(StrEnum):
+    """How a runtime's integer kernel quantises a layer's float input on the fly."""
+
+    PER_TENSOR_U8 = "per_tensor_u8"  # ONNX DynamicQuantizeLinear: asymmetric uint8, one scale
+    PER_BLOCK_S8 = "per_block_s8"  # symmetric int8 per row and block of K (MLAS CompInt8)
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """The on-the-fly input quantisation of one integer kernel, reproduced in PyTorch.
+
+    Modelling it makes the PyTorch candidate compute what the runtime computes, so the parity
+    check measures the runtime, and a candidate's PyTorch score is its deployed score.
+    """
+
+    kind: InputQuantKind
+    block: int = 0
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` quantised and dequantised as the kernel sees it."""
+        if self.kind is InputQuantKind.PER_TENSOR_U8:
+            low = torch.clamp(x.min(), max=0.0)
+            high = torch.clamp(x.max(), min=0.0)
+            scale = (high - low) / 255.0
+            if float(scale) == 0.0:
+                return x
+            zero = torch.clamp(torch.round(-low / scale), 0, 255)
+            codes = torch.clamp(torch.round(x / scale) + zero, 0, 255)
+            return (codes - zero) * scale
+        k = x.shape[-1]
+        blocks = math.ceil(k / self.block)
+        padded = nn.functional.pad(x, (0, blocks * self.block - k))
+        grouped = padded.reshape(*x.shape[:-1], blocks, self.block)
+        scale = grouped.abs().amax(dim=-1, keepdim=True) / 127.0
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        codes = torch.clamp(torch.round(grouped / safe), -127, 127)
+        return (codes * scale).reshape(*x.shape[:-1], blocks * self.block)[..., :k]
+
+
+# (layer, weight bits, weight group size) -> the input quantisation its kernel applies, if any
+InputQuantFor = Callable[[LayerInfo, int, int], InputQuant | None]
+
+
+class QuantizedInput(nn.Module):
+    """Runs ``inner`` on its input as the runtime's integer kernel quantises it."""
+
+    def __init__(self, inner: nn.Module, quant: InputQuant) -> None:
+        super().__init__()
+        self.inner = inner
+        self.quant = quant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.quant.apply(x))
 
 
 def quantize_symmetric(weight: torch.Tensor, bits: int, group_size: int) -> QuantizedMatrix:
@@ -138,11 +195,16 @@ def compress_layer(
 
 
 def compress_model(
-    model: nn.Module, layers: tuple[LayerInfo, ...], candidate: Candidate
+    model: nn.Module,
+    layers: tuple[LayerInfo, ...],
+    candidate: Candidate,
+    input_quant: InputQuantFor | None = None,
 ) -> tuple[nn.Module, dict[str, CompressedLayer]]:
     """A compressed deep copy of ``model`` and each changed layer's compressed form.
 
     The original model is left untouched. Layers whose choice is the identity are skipped.
+    ``input_quant`` (the backend's) says how each quantised matmul's input is quantised at run
+    time; the copy reproduces it, so it computes what the deployed file computes.
     """
     compressed_model = copy.deepcopy(model).eval()
     compressed: dict[str, CompressedLayer] = {}
@@ -155,17 +217,23 @@ def compress_model(
             layer, module.get_parameter("weight"), getattr(module, "bias", None), choice
         )
         compressed[layer.name] = result
-        _set_submodule(compressed_model, layer.name, _as_module(module, result))
+        replaced = _as_module(module, result, layer, input_quant)
+        _set_submodule(compressed_model, layer.name, replaced)
     return compressed_model, compressed
 
 
-def _as_module(original: nn.Module, layer: CompressedLayer) -> nn.Module:
+def _as_module(
+    original: nn.Module,
+    layer: CompressedLayer,
+    info: LayerInfo,
+    input_quant: InputQuantFor | None,
+) -> nn.Module:
     if len(layer.factors) == 1:
         replaced = copy.deepcopy(original)
         with torch.no_grad():
             replaced.get_parameter("weight").copy_(layer.factors[0].weight)
-        return replaced
-    chain = []
+        return _with_input_quant(replaced, layer.factors[0], info, input_quant)
+    chain: list[nn.Module] = []
     for i, factor in enumerate(layer.factors):
         last = i == len(layer.factors) - 1
         out_features, in_features = factor.weight.shape
@@ -174,8 +242,17 @@ def _as_module(original: nn.Module, layer: CompressedLayer) -> nn.Module:
             linear.weight.copy_(factor.weight)
             if linear.bias is not None and layer.bias is not None:
                 linear.bias.copy_(layer.bias)
-        chain.append(linear)
+        chain.append(_with_input_quant(linear, factor, info, input_quant))
     return nn.Sequential(*chain)
+
+
+def _with_input_quant(
+    module: nn.Module, factor: Factor, info: LayerInfo, input_quant: InputQuantFor | None
+) -> nn.Module:
+    if input_quant is None or factor.quantized is None:
+        return module
+    quant = input_quant(info, factor.quantized.bits, factor.quantized.group_size)
+    return module if quant is None else QuantizedInput(module, quant)
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

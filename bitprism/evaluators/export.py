@@ -25,11 +25,12 @@ def export_base(workload: Workload) -> bytes:
     folds ``Transpose(weight)`` into anonymous initializers, losing the layer names the lowering
     needs; onnxruntime folds the same constants when it loads the file.
     """
-    # A batch of 1 would be specialised away; export with 2 rows so the dimension stays dynamic.
+    # A dynamic dimension of size 1 would be specialised away; export it with size 2.
+    axes = workload.axes()
     inputs = tuple(
-        t if t.shape[0] > 1 else torch.cat([t, t]) for t in as_tuple(workload.example_inputs)
+        _widen(t, dims) for t, dims in zip(as_tuple(workload.example_inputs), axes, strict=True)
     )
-    dynamic = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
+    dynamic = tuple({d: torch.export.Dim.AUTO for d in dims} for dims in axes)
     # The exporter logs a warning per torchvision op when torchvision is absent: not our concern.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -39,6 +40,7 @@ def export_base(workload: Workload) -> bytes:
             inputs,
             dynamo=True,
             dynamic_shapes=dynamic,
+            output_names=list(workload.output_names) if workload.output_names else None,
             external_data=False,
             verbose=False,
             optimize=False,
@@ -50,6 +52,14 @@ def export_base(workload: Workload) -> bytes:
     buffer = io.BytesIO()
     onnx.save_model(proto, buffer)
     return buffer.getvalue()
+
+
+def _widen(tensor: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` with every dimension in ``dims`` of size 1 repeated to size 2."""
+    for d in dims:
+        if tensor.shape[d] == 1:
+            tensor = torch.cat([tensor, tensor], dim=d)
+    return tensor
 
 
 def lowerable_layers(

@@ -102,13 +102,13 @@ def compare_latency(
         raise ValueError("compare_latency needs at least the reference session")
     runs = [_Runner(s, inputs) for s in sessions]
     for runner in runs:
-        runner.call(spec.warmup)
+        runner.time(spec.warmup, spec.budget_s, at_least=min(1, spec.warmup))
     pass_medians: list[list[float]] = [[] for _ in runs]
     samples: list[list[float]] = [[] for _ in runs]
     for p in range(spec.passes):
         order = [(p + k) % len(runs) for k in range(len(runs))]
         for i in order:
-            timed = runs[i].time(spec.repeats)
+            timed = runs[i].time(spec.repeats, spec.budget_s, at_least=3)
             samples[i] += timed
             pass_medians[i].append(statistics.median(timed))
     reference = pass_medians[0]
@@ -122,16 +122,16 @@ class _Runner:
         self.session = session
         self.feed = feeds(session, inputs)
 
-    def call(self, times: int) -> None:
-        for _ in range(times):
-            self.session.run(None, self.feed)
-
-    def time(self, times: int) -> list[float]:
-        samples = []
-        for _ in range(times):
+    def time(self, times: int, budget_s: float, at_least: int) -> list[float]:
+        """Milliseconds of up to ``times`` runs; stops early once ``budget_s`` is spent and
+        ``at_least`` runs are done."""
+        samples: list[float] = []
+        spent = 0.0
+        while len(samples) < times and (len(samples) < at_least or spent < budget_s * 1e3):
             start = time.perf_counter_ns()
             self.session.run(None, self.feed)
             samples.append((time.perf_counter_ns() - start) / 1e6)
+            spent += samples[-1]
         return samples
 
 

@@ -15,7 +15,7 @@ from bitprism.spaces.layer import LayerInfo
 if TYPE_CHECKING:
     import onnx
 
-    from bitprism.evaluators.compress import CompressedLayer
+    from bitprism.evaluators.compress import CompressedLayer, InputQuant
 
 
 class KernelBackend(Protocol):
@@ -37,6 +37,11 @@ class KernelBackend(Protocol):
         A knob that cannot (unstructured sparsity without a sparse kernel) only costs accuracy
         and trial budget, so it is searched only when the user asks (``extra_knobs``).
         """
+        ...
+
+    def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
+        """How this backend's kernel for ``bits``-bit weights quantises the layer's input at
+        run time (None: it multiplies in float), so the PyTorch candidate can do the same."""
         ...
 
     def lower(self, model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:

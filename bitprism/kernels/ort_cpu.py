@@ -26,7 +26,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from bitprism.evaluators.compress import CompressedLayer, Factor, QuantizedMatrix
+from bitprism.evaluators.compress import (
+    CompressedLayer,
+    Factor,
+    InputQuant,
+    InputQuantKind,
+    QuantizedMatrix,
+)
 from bitprism.kernels.base import register_backend
 from bitprism.kernels.onnx_graph import ensure_opset, find_layer_node, initializer, replace_nodes
 from bitprism.spaces.candidate import OFF_BITS
@@ -52,6 +58,13 @@ class OrtCpuBackend:
     def gains_from(self, knob: str) -> bool:
         # No sparse kernel: zeros are stored and multiplied like any other weight.
         return knob != "sparsity"
+
+    def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
+        if bits == 8:  # DynamicQuantizeLinear in front of MatMulInteger / ConvInteger
+            return InputQuant(InputQuantKind.PER_TENSOR_U8)
+        if bits < 8:  # MatMulNBits with accuracy_level 4 quantises its input per block
+            return InputQuant(InputQuantKind.PER_BLOCK_S8, block=group_size)
+        return None
 
     def lower(self, model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
         found = find_layer_node(model.graph, layer.name)

@@ -22,7 +22,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState as OptunaState
 
-from bitprism.config import JobSpec, Sampler, SpecError
+from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import EvalContext, write_artifact
 from bitprism.search.lease import Lease
@@ -38,6 +38,8 @@ from bitprism.workloads.registry import resolve_workload
 IDENTITY_FIELDS = frozenset(
     {
         "workload",
+        "data",
+        "model_dir",
         "objectives",
         "seed",
         "sampler",
@@ -46,6 +48,7 @@ IDENTITY_FIELDS = frozenset(
         "extra_knobs",
         "latency",
         "parity_tolerance",
+        "parity_drift_share",
     }
 )
 
@@ -63,7 +66,8 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     """
     if workload is not None:  # an in-memory workload is recorded by its name
         spec = spec.model_copy(update={"workload": workload.name})
-    workload = workload or resolve_workload(spec.workload)
+    workload = workload or resolve_workload(spec.workload, data=spec.data, model_dir=spec.model_dir)
+    spec = with_latency_defaults(spec, workload.latency_defaults)
     job_id = spec.job_id or _new_job_id(workload.name)
     spec = spec.model_copy(update={"job_id": job_id})
     job = prepare_job(spec, workload)
@@ -82,6 +86,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
             spec.backend,
             str(job.artifact_dir),
             spec.parity_tolerance,
+            spec.parity_drift_share,
         )
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)

@@ -1,8 +1,9 @@
 """The ask / evaluate / time / tell loop of one job.
 
 Trials move in rounds: up to ``workers`` candidates are evaluated at once (compress, build,
-score, parity) in the pool's evaluation lane; once they are back, the pool is idle and the
-verified ones are timed together in its exclusive timing slot, interleaved with the fp32
+score, parity) in the pool's evaluation lane, until a round's ``latency.per_round`` candidates
+(default: one per worker) are back; then the pool is idle and the verified ones are timed
+together in its exclusive timing slot, interleaved with the fp32
 file, so each latency is clean and each speed-up is against fp32 timed in the same passes.
 Only then is Optuna told. Unverified or failed trials are told as failed, with the reason.
 """
@@ -53,6 +54,7 @@ class SearchLoop:
         self.spec, self.store, self.study, self.space = spec, store, study, space
         self.pool, self.ctx_ref, self.timing_inputs = pool, ctx_ref, timing_inputs
         self.timed_at = {"timing_batch": float(timing_inputs[0].shape[0])}
+        self.per_round = max(spec.workers, spec.latency.per_round or spec.workers)
         self.job_id = spec.job_id or ""
         self.pending: dict[int, _Pending] = {}
         self.untimed: list[tuple[_Pending, TrialOutcome]] = []  # evaluated, awaiting timing
@@ -88,7 +90,11 @@ class SearchLoop:
                     self._measure_reference(bar)
                 self._seed()
                 while True:
-                    while asked < self.spec.trials and self._round_size() < self.spec.workers:
+                    while (
+                        asked < self.spec.trials
+                        and self.pool.busy < self.spec.workers
+                        and self._round_size() < self.per_round
+                    ):
                         asked += 1
                         self._ask(bar)
                     if self.pool.busy:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,12 @@ class Workload:
         example_inputs: One batch as the deployed model sees it (batch 1 allowed); used to
             time latency; the export keeps its first (batch) dimension dynamic.
         calibration: A few input batches, used to check ONNX/PyTorch parity.
+        dynamic_axes: Per input, the dimensions the exported file keeps dynamic; None = the
+            first (batch) dimension of every input. E.g. ``((0, 1), (0, 1))`` for token ids
+            and mask of any batch and sequence length.
+        output_names: Names of the exported file's outputs (None = the exporter's own).
+        latency_defaults: ``LatencySpec`` fields this workload is timed at unless the job
+            sets them, e.g. ``{"threads": 2}`` for a model deployed on every core.
 
     Example:
         >>> Workload(name="mlp", model=net, evaluate=lambda m: 99.0,
@@ -35,6 +42,9 @@ class Workload:
     evaluate: Callable[[nn.Module], float]
     example_inputs: Inputs
     calibration: Sequence[Inputs] = field(default_factory=list)
+    dynamic_axes: tuple[tuple[int, ...], ...] | None = None
+    output_names: tuple[str, ...] | None = None
+    latency_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -48,6 +58,22 @@ class Workload:
                 raise ValueError("Workload.example_inputs must be tensors with a batch dimension")
         if not self.calibration:
             self.calibration = [self.example_inputs]
+        inputs = as_tuple(self.example_inputs)
+        axes = self.dynamic_axes
+        if axes is not None and (
+            len(axes) != len(inputs)
+            or any(not 0 <= d < t.dim() for dims, t in zip(axes, inputs, strict=True) for d in dims)
+        ):
+            raise ValueError(
+                f"Workload.dynamic_axes {axes} must name, per input, dimensions "
+                f"the example inputs have (shapes {[tuple(t.shape) for t in inputs]})"
+            )
+
+    def axes(self) -> tuple[tuple[int, ...], ...]:
+        """Per input, the dimensions kept dynamic in the export (the batch one by default)."""
+        if self.dynamic_axes is not None:
+            return self.dynamic_axes
+        return tuple((0,) for _ in as_tuple(self.example_inputs))
 
 
 def as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:

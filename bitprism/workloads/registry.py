@@ -1,4 +1,8 @@
-"""Resolve a workload reference: a built-in name or a ``package.module:factory`` path."""
+"""Resolve a workload reference: a built-in name or a ``package.module:factory`` path.
+
+Built-ins may take options (``data``: a file to score on, ``model_dir``: a local model
+folder); each declares which, so an option a workload would silently ignore is an error.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,40 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from bitprism.workloads.base import Workload
 
-WorkloadFactory = Callable[[], Workload]
-_BUILTINS: dict[str, WorkloadFactory] = {}
+WorkloadFactory = Callable[..., Workload]
+OPTIONS = ("data", "model_dir")
 
 
-def register_workload(name: str) -> Callable[[WorkloadFactory], WorkloadFactory]:
-    """Decorator that makes a zero-argument factory available as a built-in workload name."""
+@dataclass(frozen=True)
+class _Builtin:
+    factory: WorkloadFactory
+    options: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+_BUILTINS: dict[str, _Builtin] = {}
+
+
+def register_workload(
+    name: str, options: tuple[str, ...] = (), required: tuple[str, ...] = ()
+) -> Callable[[WorkloadFactory], WorkloadFactory]:
+    """Decorator making a factory a built-in workload; it gets the ``options`` given as kwargs.
+
+    ``options`` are the names of :data:`OPTIONS` the factory accepts, ``required`` those it
+    cannot do without.
+    """
+    unknown = set(options) - set(OPTIONS) or set(required) - set(options)
+    if unknown:
+        raise ValueError(f"workload {name!r}: unknown or undeclared options {sorted(unknown)}")
 
     def decorate(factory: WorkloadFactory) -> WorkloadFactory:
-        _BUILTINS[name] = factory
+        _BUILTINS[name] = _Builtin(factory, options, required)
         return factory
 
     return decorate
@@ -29,20 +55,29 @@ def builtin_workloads() -> list[str]:
     return sorted(_BUILTINS)
 
 
-def resolve_workload(ref: str) -> Workload:
+def resolve_workload(
+    ref: str, *, data: Path | None = None, model_dir: Path | None = None
+) -> Workload:
     """Build the workload named by ``ref`` (``"digits-cnn"`` or ``"mypkg.mod:make"``).
 
     Raises:
-        ValueError: naming the reference when it cannot be found or does not build a Workload.
+        ValueError: naming the reference when it cannot be found or does not build a Workload,
+            or the option it does not take (or lacks).
     """
     _load_builtins()
+    given: dict[str, Any] = {
+        k: v for k, v in {"data": data, "model_dir": model_dir}.items() if v is not None
+    }
     if ref in _BUILTINS:
-        return _BUILTINS[ref]()
+        builtin = _BUILTINS[ref]
+        _check_options(ref, given, builtin.options, builtin.required)
+        return builtin.factory(**given)
     if ":" not in ref:
         raise ValueError(
             f"workload {ref!r} is neither a built-in ({', '.join(sorted(_BUILTINS))}) "
             "nor a 'package.module:factory' path"
         )
+    _check_options(ref, given, (), ())
     module_name, _, attr = ref.partition(":")
     if os.getcwd() not in sys.path:  # like `python -m`: the user's project is importable
         sys.path.insert(0, os.getcwd())
@@ -59,6 +94,23 @@ def resolve_workload(ref: str) -> Workload:
     return workload
 
 
+def _check_options(
+    ref: str, given: dict[str, Any], accepted: tuple[str, ...], required: tuple[str, ...]
+) -> None:
+    flag = {"data": "data (--data)", "model_dir": "model_dir (--model-dir)"}
+    for option in given:
+        if option not in accepted:
+            takes = ", ".join(flag[o] for o in accepted) or "no options"
+            raise ValueError(
+                f"workload {ref!r} does not take {flag[option]}; it takes {takes}"
+                + ("" if ":" not in ref else " (a factory reads its own data)")
+            )
+    missing = [flag[o] for o in required if o not in given]
+    if missing:
+        raise ValueError(f"workload {ref!r} needs {' and '.join(missing)}")
+
+
 def _load_builtins() -> None:
-    """Import the modules that register built-in workloads (kept lazy: they import sklearn)."""
+    """Import the modules that register built-in workloads (kept lazy: heavy imports)."""
     importlib.import_module("bitprism.workloads.digits")
+    importlib.import_module("bitprism.workloads.encoder")

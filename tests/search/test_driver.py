@@ -167,8 +167,17 @@ def test_a_hanging_trial_times_out_and_the_job_goes_on(store_url, tmp_path) -> N
 
 def test_unverified_trials_are_failed_for_optuna_not_complete(store_url, tmp_path) -> None:
     """Finding 7: a file that disagrees with PyTorch never reaches the sampler as a result."""
-    low_bits = {"*": {"weight_bits": [4, 2], "rank_fraction": [1]}}
-    spec = _spec(store_url, tmp_path, parity_tolerance=1e-4, overrides=low_bits, trials=3)
+    # 4-bit MatMulNBits differs from the PyTorch copy by ~1.5e-4 (relative RMS) on this model,
+    # fp32 by ~1.5e-7: a strict tolerance between the two fails every 4-bit file.
+    low_bits = {"*": {"weight_bits": [4], "rank_fraction": [1]}}
+    spec = _spec(
+        store_url,
+        tmp_path,
+        parity_tolerance=1e-6,
+        parity_drift_share=0.0,  # strict: no leeway for how far compression moved the output
+        overrides=low_bits,
+        trials=3,
+    )
     run_job(spec, progress=False)
     reference, *searched = Store(store_url).trials("job")
     assert reference.state is TrialState.COMPLETE and reference.verified is True
