@@ -318,6 +318,8 @@ def _export(result: Any, output: Path, limits: Any, by: Objective, fp32_if_none:
             f"{t.speedup:.2f}x ({t.speedup_min:.2f}-{t.speedup_max:.2f})",
         )
     console.print(table)
+    for note in report.passed_over:
+        console.print(f"[yellow]passed over {note}[/yellow]")
     style = "green" if report.point.is_reference or report.speedup >= 1 else "yellow"
     console.print(
         f"[{style}]{report.summary()}[/{style}] (timed at {_timed_at(result)}, "

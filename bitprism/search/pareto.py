@@ -75,13 +75,19 @@ def best_index(points: Sequence[Metrics], by: Objective) -> int:
     """The point best on ``by``; ties go to higher accuracy, then higher speed-up."""
     if not points:
         raise ValueError("no point to choose from")
-    return max(
+    return ranked(points, by)[0]
+
+
+def ranked(points: Sequence[Metrics], by: Objective) -> list[int]:
+    """Indices of ``points``, best on ``by`` first (ties: higher accuracy, then speed-up)."""
+    return sorted(
         range(len(points)),
         key=lambda i: (
             _oriented(points[i], by),
             points[i]["accuracy"],
             points[i].get("speedup", 0.0),
         ),
+        reverse=True,
     )
 
 
