@@ -46,6 +46,7 @@ class Knob(StrEnum):
     WEIGHT_BITS = "weight_bits"
     SPARSITY = "sparsity"
     RANK_FRACTION = "rank_fraction"
+    KEEP = "keep"
 
 
 class _Strict(BaseModel):

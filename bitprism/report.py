@@ -22,11 +22,13 @@ def bits_name(bits: int) -> str:
 
 
 def choice_summary(candidate: Candidate) -> str:
-    """Counts of each form, e.g. ``int8 x30, int4 x6, fp32 x4, rank .5 x2, sparse .5 x1``."""
+    """Counts of each form, e.g. ``int8 x30, int4 x6, keep .75 x6, rank .5 x2, sparse .5 x1``."""
     bits = Counter(bits_name(c.weight_bits) for _, c in candidate)
     ranks = Counter(_short(c.rank_fraction) for _, c in candidate if c.rank_fraction < 1)
     sparse = Counter(_short(c.sparsity) for _, c in candidate if c.sparsity > 0)
+    kept = Counter(_short(c.keep) for _, c in candidate if c.keep < 1)
     parts = [f"{name} x{n}" for name, n in bits.most_common()]
+    parts += [f"keep {f} x{n}" for f, n in sorted(kept.items())]
     parts += [f"rank {f} x{n}" for f, n in sorted(ranks.items())]
     parts += [f"sparse {f} x{n}" for f, n in sorted(sparse.items())]
     return ", ".join(parts)
@@ -35,6 +37,8 @@ def choice_summary(candidate: Candidate) -> str:
 def layer_choice(choice: LayerChoice) -> str:
     """One layer's form, e.g. ``int4, rank .5``."""
     parts = [bits_name(choice.weight_bits)]
+    if choice.keep < 1:
+        parts.append(f"keep {_short(choice.keep)}")
     if choice.rank_fraction < 1:
         parts.append(f"rank {_short(choice.rank_fraction)}")
     if choice.sparsity > 0:
@@ -98,6 +102,7 @@ def layer_rows(trial: TrialRecord, layer_order: list[str]) -> list[Row]:
                 "weight_bits": choice.weight_bits,
                 "rank_fraction": choice.rank_fraction,
                 "sparsity": choice.sparsity,
+                "keep": choice.keep,
             }
         )
     return rows

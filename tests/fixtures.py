@@ -225,3 +225,37 @@ def bn_cnn() -> Workload:
             return float((m(test_x).argmax(-1) == test_y).float().mean() * 100)
 
     return Workload("bn-cnn", model, evaluate, example_inputs=test_x[:32], calibration=[x[:64]])
+
+
+class MhaTokens(nn.Module):
+    """A token embedding, one ``nn.TransformerEncoderLayer`` (packed-QKV attention) and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(64, 32)
+        self.block = nn.TransformerEncoderLayer(
+            d_model=32, nhead=4, dim_feedforward=96, dropout=0.0, batch_first=True
+        )
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.embed(x)).mean(dim=1))
+
+
+def mha_tokens() -> Workload:
+    """A quickly trained transformer block with ``nn.MultiheadAttention`` on digits tokens."""
+    x, y = _digits_tokens()
+    torch.manual_seed(0)
+    model = MhaTokens()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(80):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    model.eval()
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return float((m(x).argmax(-1) == y).float().mean() * 100)
+
+    return Workload("mha-tokens", model, evaluate, example_inputs=x[:16], calibration=[x[:64]])

@@ -8,6 +8,7 @@ between the two measures the runtime, not two different roundings.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,7 +203,9 @@ def compress_model(
 ) -> tuple[nn.Module, dict[str, CompressedLayer]]:
     """A compressed deep copy of ``model`` and each changed layer's compressed form.
 
-    The original model is left untouched. Layers whose choice is the identity are skipped.
+    The original model is left untouched. Layers whose choice is the identity are skipped;
+    structured pruning (``keep``) is applied before this, by ``prune.prune_model``, so
+    ``model`` may already be the pruned one.
     ``input_quant`` (the backend's) says how each quantised matmul's input is quantised at run
     time; the copy reproduces it, so it computes what the deployed file computes.
     """
@@ -210,9 +213,11 @@ def compress_model(
     compressed: dict[str, CompressedLayer] = {}
     for layer in layers:
         choice = candidate[layer.name]
-        if choice.is_identity:
+        if dataclasses.replace(choice, keep=1.0).is_identity:  # pruning is done before this
             continue
         module = compressed_model.get_submodule(layer.name)
+        weight = module.get_parameter("weight")
+        layer = dataclasses.replace(layer, weight_shape=tuple(weight.shape))  # maybe pruned
         result = compress_layer(
             layer, module.get_parameter("weight"), getattr(module, "bias", None), choice
         )

@@ -9,9 +9,11 @@ loses nothing the driver recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,8 +21,9 @@ import torch
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.evaluators.compress import compress_model
-from bitprism.evaluators.export import lower_candidate
+from bitprism.evaluators.export import export_base, lower_candidate
 from bitprism.evaluators.latency import Comparison, compare_latency
+from bitprism.evaluators.prune import PruneGroup, prune_model
 from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_graph import initializer_bytes
@@ -31,7 +34,11 @@ from bitprism.workloads.base import Workload
 
 @dataclass(frozen=True)
 class EvalContext:
-    """What every trial of a job shares; shipped to each worker once."""
+    """What every trial of a job shares; shipped to each worker once.
+
+    ``groups`` and ``unit_order`` are the structured-pruning groups and their units ranked by
+    importance (computed once per job on the calibration data).
+    """
 
     workload: Workload
     layers: tuple[LayerInfo, ...]
@@ -40,6 +47,8 @@ class EvalContext:
     artifact_dir: str
     parity_tolerance: float
     parity_drift_share: float
+    groups: tuple[PruneGroup, ...] = ()
+    unit_order: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,16 +71,22 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
     """
     torch.set_num_threads(1)
     backend = get_backend(ctx.backend)
-    torch_model, compressed = compress_model(
-        ctx.workload.model, ctx.layers, candidate, backend.input_quant
-    )
-    model = lower_candidate(ctx.base_onnx, ctx.layers, compressed, backend)
+    source, base = ctx.workload.model, ctx.base_onnx
+    if any(candidate[group.leader].keep < 1.0 for group in ctx.groups):
+        # Smaller layers change shapes all along the graph: export the pruned fp32 model.
+        source = prune_model(
+            source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
+        )
+        base = export_base(dataclasses.replace(ctx.workload, model=source))
+    torch_model, compressed = compress_model(source, ctx.layers, candidate, backend.input_quant)
+    model = lower_candidate(base, ctx.layers, compressed, backend)
     data = model.SerializeToString()
     path, sha256 = write_artifact(Path(ctx.artifact_dir), data)
     session = make_session(data, threads=1)
     onnx_module = OrtModule(session)
     accuracy = score(ctx.workload, onnx_module)
-    check = parity(torch_model, onnx_module, ctx.workload.calibration, ctx.workload.model)
+    # Drift is measured from the (pruned) fp32 source: how far quantisation moved the output.
+    check = parity(torch_model, onnx_module, ctx.workload.calibration, source)
     verified = check.verified(ctx.parity_tolerance, ctx.parity_drift_share)
     metrics = {
         "accuracy": accuracy,

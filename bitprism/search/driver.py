@@ -87,6 +87,8 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
             str(job.artifact_dir),
             spec.parity_tolerance,
             spec.parity_drift_share,
+            job.groups,
+            job.unit_order,
         )
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)

@@ -9,16 +9,17 @@ or file behind.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitprism.config import JobSpec, SpecError
 from bitprism.evaluators.export import export_base, lowerable_layers
 from bitprism.evaluators.fold import fold_batchnorm
+from bitprism.evaluators.prune import PruneGroup, find_groups, unit_order
 from bitprism.kernels.base import get_backend
 from bitprism.paths import writable_dir
 from bitprism.search.store import check_store_url
-from bitprism.spaces.layer import discover_layers
+from bitprism.spaces.layer import LayerInfo, discover_layers
 from bitprism.spaces.space import SearchSpace, build_space
 from bitprism.workloads.base import Workload
 from bitprism.workloads.fingerprint import model_fingerprint
@@ -38,6 +39,8 @@ class PreparedJob:
     artifact_dir: Path
     space: SearchSpace
     notes: tuple[str, ...]
+    groups: tuple[PruneGroup, ...] = ()
+    unit_order: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
@@ -64,9 +67,16 @@ def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
     if not layers:
         reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         raise SpecError(f"workload {workload.name!r}: no layer can be lowered to ONNX ({reasons})")
+    groups, order = _prune_groups(evaluated, layers, backend.gains_from("keep"))
+    units = {group.leader: group.units for group in groups}
+    layers = tuple(dataclasses.replace(x, prune_units=units.get(x.name, 0)) for x in layers)
     overrides = {p: {k.value: v for k, v in knobs.items()} for p, knobs in spec.overrides.items()}
     space = build_space(layers, backend, overrides, [k.value for k in spec.extra_knobs])
     notes = (*fold_notes, *(f"layer {name} stays fp32: {why}" for name, why in skipped.items()))
+    if groups:
+        sizes = ", ".join(f"{g.leader} ({g.units})" for g in groups[:3])
+        more = f" and {len(groups) - 3} more" if len(groups) > 3 else ""
+        notes = (*notes, f"structured pruning: {len(groups)} groups, e.g. {sizes}{more}")
     return PreparedJob(
         workload=evaluated,
         model_hash=model_hash,
@@ -75,4 +85,16 @@ def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
         artifact_dir=output_dir / (spec.job_id or "job") / "onnx",
         space=space,
         notes=notes,
+        groups=tuple(groups),
+        unit_order=order,
     )
+
+
+def _prune_groups(
+    workload: Workload, layers: tuple[LayerInfo, ...], wanted: bool
+) -> tuple[list[PruneGroup], dict[str, tuple[int, ...]]]:
+    """The structured-pruning groups and their units ranked on the calibration data."""
+    if not wanted:
+        return [], {}
+    groups, _ = find_groups(workload.model, workload.example_inputs, layers)
+    return groups, unit_order(workload.model, groups, workload.calibration)

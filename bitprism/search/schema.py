@@ -115,6 +115,7 @@ class LayerChoiceRow(Base):
     weight_bits: Mapped[int] = mapped_column(Integer)
     sparsity: Mapped[float] = mapped_column(Float)
     rank_fraction: Mapped[float] = mapped_column(Float)
+    keep: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
 
 
 class Metric(Base):

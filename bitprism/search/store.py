@@ -223,6 +223,7 @@ class Store:
                     weight_bits=c.weight_bits,
                     sparsity=c.sparsity,
                     rank_fraction=c.rank_fraction,
+                    keep=c.keep,
                 )
                 for name, c in candidate
             ]
@@ -373,6 +374,7 @@ def _trial_record(trial: Trial) -> TrialRecord:
                     "weight_bits": c.weight_bits,
                     "sparsity": c.sparsity,
                     "rank_fraction": c.rank_fraction,
+                    "keep": c.keep,
                 }
                 for c in trial.choices
             }

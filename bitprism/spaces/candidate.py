@@ -11,6 +11,7 @@ from typing import Any
 WEIGHT_BITS = (2, 3, 4, 8, 16)
 SPARSITIES = (0.0, 0.25, 0.5, 0.75)
 RANK_FRACTIONS = (1.0, 0.5, 0.25)
+KEEP_FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5)
 OFF_BITS = 16
 
 
@@ -22,11 +23,14 @@ class LayerChoice:
         weight_bits: 2, 3, 4, 8, or 16 (= not quantised).
         sparsity: Fraction of weights set to zero by magnitude, in [0, 1).
         rank_fraction: Kept fraction of the rank for a truncated-SVD factorisation; 1 = off.
+        keep: Fraction of the units (neurons, heads, channels) of the prunable group this
+            layer leads that structured pruning keeps; 1 = off.
     """
 
     weight_bits: int = OFF_BITS
     sparsity: float = 0.0
     rank_fraction: float = 1.0
+    keep: float = 1.0
 
     def __post_init__(self) -> None:
         if self.weight_bits not in WEIGHT_BITS:
@@ -35,6 +39,8 @@ class LayerChoice:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
         if not 0.0 < self.rank_fraction <= 1.0:
             raise ValueError(f"rank_fraction must be in (0, 1], got {self.rank_fraction!r}")
+        if not 0.0 < self.keep <= 1.0:
+            raise ValueError(f"keep must be in (0, 1], got {self.keep!r}")
 
     @property
     def is_identity(self) -> bool:
@@ -58,13 +64,14 @@ class Candidate:
         items = []
         for name, choice in data.items():
             if not isinstance(choice, LayerChoice):
-                unknown = set(choice) - {"weight_bits", "sparsity", "rank_fraction"}
+                unknown = set(choice) - {"weight_bits", "sparsity", "rank_fraction", "keep"}
                 if unknown:
                     raise ValueError(f"layer {name!r}: unknown choice fields {sorted(unknown)}")
                 choice = LayerChoice(
                     weight_bits=int(choice.get("weight_bits", OFF_BITS)),
                     sparsity=float(choice.get("sparsity", 0.0)),
                     rank_fraction=float(choice.get("rank_fraction", 1.0)),
+                    keep=float(choice.get("keep", 1.0)),
                 )
             items.append((name, choice))
         return cls(tuple(sorted(items)))

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from bitprism.kernels.base import KernelBackend
-from bitprism.spaces.candidate import OFF_BITS, RANK_FRACTIONS, SPARSITIES
+from bitprism.spaces.candidate import KEEP_FRACTIONS, OFF_BITS, RANK_FRACTIONS, SPARSITIES
 from bitprism.spaces.layer import LayerInfo
 
 Value = int | float
@@ -68,6 +68,28 @@ class RankFraction(Knob):
         full = layer.in_features * layer.out_features
         factored = layer.in_features + layer.out_features
         return tuple(f for f in RANK_FRACTIONS if f == 1.0 or low_rank(layer, f) * factored < full)
+
+
+@register_knob
+class Keep(Knob):
+    """Structured pruning: the fraction of its group's units a group leader keeps.
+
+    Only fractions that keep a distinct number of units (at least one) are offered.
+    """
+
+    field = "keep"
+
+    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+        if layer.prune_units < 2:
+            return (1.0,)
+        seen: set[int] = set()
+        offered = []
+        for fraction in KEEP_FRACTIONS:
+            kept = max(1, round(fraction * layer.prune_units))
+            if kept not in seen:
+                seen.add(kept)
+                offered.append(fraction)
+        return tuple(offered)
 
 
 def low_rank(layer: LayerInfo, rank_fraction: float) -> int:

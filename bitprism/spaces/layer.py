@@ -22,13 +22,16 @@ class LayerInfo:
     """What the space and the backends need to know about one layer.
 
     ``in_features`` is the fan-in of one output channel (``in * kh * kw`` for a convolution),
-    i.e. the length of a weight row as quantisation groups see it.
+    i.e. the length of a weight row as quantisation groups see it. ``prune_units`` is the
+    number of units (neurons, heads, channels) of the structured-pruning group this layer leads
+    (0: it leads none).
     """
 
     name: str
     kind: LayerKind
     weight_shape: tuple[int, ...]
     has_bias: bool
+    prune_units: int = 0
 
     @property
     def out_features(self) -> int:
@@ -52,6 +55,7 @@ class LayerInfo:
             kind=LayerKind(data["kind"]),
             weight_shape=tuple(data["weight_shape"]),
             has_bias=bool(data["has_bias"]),
+            prune_units=int(data.get("prune_units", 0)),
         )
 
 

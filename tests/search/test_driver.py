@@ -362,7 +362,7 @@ def test_a_metric_in_fractions_gets_a_sensible_default_export(store_url, tmp_pat
 
 def test_repeated_candidates_are_reused_not_re_timed(store_url, tmp_path) -> None:
     tiny = {
-        "*": {"sparsity": [0], "rank_fraction": [1]},
+        "*": {"sparsity": [0], "rank_fraction": [1], "keep": [1]},
         "up": {"weight_bits": [16]},
         "down": {"weight_bits": [16, 8]},
     }  # two candidates in all
