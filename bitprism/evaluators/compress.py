@@ -162,9 +162,23 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return first, second
 
 
-def group_size_for(bits: int, in_features: int) -> int:
-    """Groups of 128 along the input for <= 4 bits, the whole row (per channel) above."""
+def group_size_for(bits: int, in_features: int, kind: LayerKind = LayerKind.LINEAR) -> int:
+    """Groups of 128 along the input for <= 4 bits, the whole row (per channel) above.
+
+    Embedding tables use blocks at every width (the gather kernels want a power of two >= 16
+    that divides the row): see :func:`embedding_block`.
+    """
+    if kind is LayerKind.EMBEDDING:
+        return embedding_block(in_features) or in_features
     return LOW_BIT_GROUP if bits <= 4 else in_features
+
+
+def embedding_block(dim: int) -> int | None:
+    """The largest power of two in [16, 128] dividing ``dim`` (None if there is none)."""
+    for block in (128, 64, 32, 16):
+        if dim % block == 0:
+            return block
+    return None
 
 
 def compress_layer(
@@ -183,9 +197,8 @@ def compress_layer(
         quantized = None
         if choice.weight_bits != OFF_BITS:
             rows = pruned.reshape(pruned.shape[0], -1)
-            quantized = quantize_symmetric(
-                rows, choice.weight_bits, group_size_for(choice.weight_bits, rows.shape[1])
-            )
+            group = group_size_for(choice.weight_bits, rows.shape[1], layer.kind)
+            quantized = quantize_symmetric(rows, choice.weight_bits, group)
             pruned = quantized.dequantize().reshape(pruned.shape)
         factors.append(Factor(weight=pruned.float(), quantized=quantized))
     return CompressedLayer(

@@ -63,9 +63,9 @@ def find_groups(
     skipped: dict[str, str] = {}
     claimed: set[str] = set()
     for layer in layers:
-        if layer.name in claimed:
-            continue
         module = model.get_submodule(layer.name)
+        if layer.name in claimed or not isinstance(module, _LAYER_TYPES):
+            continue
         group = graph.get_pruning_group(
             module, _out_fn(module), idxs=list(range(layer.out_features))
         )

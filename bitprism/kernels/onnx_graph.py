@@ -13,7 +13,8 @@ from onnx import numpy_helper
 class LayerNode:
     """Where a layer sits in the exported graph.
 
-    ``node`` consumes the weight (Gemm, MatMul or Conv); ``activation`` and ``output`` are the
+    ``node`` consumes the weight (Gemm, MatMul, Conv, or Gather for an embedding, whose
+    ``activation`` is the indices); ``activation`` and ``output`` are the
     tensor names the replacement must read and write; ``bias`` is the bias initializer a Gemm or
     Conv adds (None for MatMul, whose bias is a separate Add that stays); ``remove`` lists the
     nodes to drop (the layer node, and a Transpose of the weight when the exporter made one).
@@ -57,6 +58,11 @@ def find_layer_node(graph: onnx.GraphProto, layer_name: str) -> LayerNode:
             raise ValueError(f"layer {layer_name!r}: Gemm with transA/alpha/beta is not supported")
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         return LayerNode(node, node.input[0], node.output[0], bias, (node,))
+    if node.op_type == "Gather" and node.input[0] == weight:  # an embedding lookup
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if axis != 0:
+            raise ValueError(f"layer {layer_name!r}: Gather on axis {axis}, expected rows (0)")
+        return LayerNode(node, node.input[1], node.output[0], None, (node,))
     if node.op_type in ("MatMul", "Conv") and node.input[1] == weight:
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         return LayerNode(node, node.input[0], node.output[0], bias, (node,))

@@ -13,6 +13,9 @@
   satisfy, and per-channel scales are applied after. There is no sub-8-bit Conv kernel, so
   none is offered.
 - Low rank: one matmul per factor, each in its own bit width.
+- Embedding tables, 8/4/2 bits: ``com.microsoft.GatherBlockQuantized`` on uint8 data packed as
+  for MatMulNBits (zero point 2^(bits-1), low bits first), blocks of up to 128 along each row;
+  only the gathered rows are dequantised, so the table's bytes shrink at no cost in time.
 
 The weights are packed here by hand (not by ``onnxruntime.quantization``) because the codes
 must be exactly those of the PyTorch candidate; ORT's quantisers choose their own scales.
@@ -32,6 +35,7 @@ from bitprism.evaluators.compress import (
     InputQuant,
     InputQuantKind,
     QuantizedMatrix,
+    embedding_block,
 )
 from bitprism.kernels.base import register_backend
 from bitprism.kernels.onnx_graph import ensure_opset, find_layer_node, initializer, replace_nodes
@@ -50,6 +54,8 @@ class OrtCpuBackend:
     name = "ort-cpu"
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
+        if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:
+            return (OFF_BITS,)
         return tuple(_EMITTERS[layer.kind])
 
     def supports_low_rank(self, layer: LayerInfo) -> bool:
@@ -60,6 +66,8 @@ class OrtCpuBackend:
         return knob != "sparsity"
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
+        if layer.kind is LayerKind.EMBEDDING:  # a lookup: the indices are not quantised
+            return None
         if bits == 8:  # DynamicQuantizeLinear in front of MatMulInteger / ConvInteger
             return InputQuant(InputQuantKind.PER_TENSOR_U8)
         if bits < 8:  # MatMulNBits with accuracy_level 4 quantises its input per block
@@ -125,6 +133,33 @@ def _matmul_nbits(prefix: str, x: str, out: str, factor: Factor, node: onnx.Node
         accuracy_level=ACCURACY_LEVEL,
     )
     return [matmul], inits
+
+
+def _gather_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+    table = initializer(f"{prefix}/table", factor.weight.numpy())
+    return [helper.make_node("Gather", [table.name, x], [out], name=f"{prefix}/gather")], [table]
+
+
+def _gather_blocks(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+    quantized = _codes(factor)
+    packed, scales = pack_nbits(quantized)
+    rows = quantized.codes.shape[0]
+    inits = [
+        initializer(f"{prefix}/qtable", packed.reshape(rows, -1)),
+        initializer(f"{prefix}/scales", scales.reshape(rows, -1)),
+    ]
+    gather = helper.make_node(
+        "GatherBlockQuantized",
+        [inits[0].name, x, inits[1].name],
+        [out],
+        name=f"{prefix}/gatherblockquantized",
+        domain=MS_DOMAIN,
+        bits=quantized.bits,
+        block_size=quantized.group_size,
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    return [gather], inits
 
 
 def _matmul_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
@@ -219,6 +254,12 @@ def _codes(factor: Factor) -> QuantizedMatrix:
 _EMITTERS: dict[LayerKind, dict[int, Emitter]] = {
     LayerKind.LINEAR: {OFF_BITS: _matmul_fp32, 8: _matmul_int8, 4: _matmul_nbits, 2: _matmul_nbits},
     LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 8: _conv_int8},
+    LayerKind.EMBEDDING: {
+        OFF_BITS: _gather_fp32,
+        8: _gather_blocks,
+        4: _gather_blocks,
+        2: _gather_blocks,
+    },
 }
 
 

@@ -15,6 +15,7 @@ class LayerKind(StrEnum):
 
     LINEAR = "linear"
     CONV2D = "conv2d"
+    EMBEDDING = "embedding"
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,13 @@ class LayerInfo:
 _KINDS: dict[type[nn.Module], LayerKind] = {
     nn.Linear: LayerKind.LINEAR,
     nn.Conv2d: LayerKind.CONV2D,
+    nn.Embedding: LayerKind.EMBEDDING,
 }
 
 
 def discover_layers(model: nn.Module) -> tuple[LayerInfo, ...]:
-    """Every ``nn.Linear`` and ``nn.Conv2d`` of ``model``, in module order, by qualified name."""
+    """Every ``nn.Linear``, ``nn.Conv2d`` and ``nn.Embedding`` of ``model``, in module order,
+    by qualified name (an embedding table's rows are its ``out_features``)."""
     layers = []
     for name, module in model.named_modules():
         kind = _KINDS.get(type(module))

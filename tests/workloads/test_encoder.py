@@ -16,7 +16,7 @@ from bitprism.evaluators.export import export_base, lower_candidate
 from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.kernels.base import get_backend
 from bitprism.spaces.candidate import Candidate, LayerChoice
-from bitprism.spaces.layer import discover_layers
+from bitprism.spaces.layer import LayerKind, discover_layers
 from bitprism.workloads import Workload, resolve_workload
 from bitprism.workloads.encoder import load_encoder
 
@@ -66,19 +66,46 @@ def test_timing_batch_is_32_rows_of_128_real_tokens(tiny_encoder: Workload) -> N
 def test_int8_on_every_projection_lowers_and_passes_parity(
     tiny_encoder: Workload, encoder_onnx: bytes
 ) -> None:
-    layers = discover_layers(tiny_encoder.model)
+    layers = [x for x in discover_layers(tiny_encoder.model) if x.kind is LayerKind.LINEAR]
     assert len(layers) == 12  # q, k, v, attention output, FFN in and out per layer
     candidate = Candidate.from_dict({layer.name: LayerChoice(weight_bits=8) for layer in layers})
     backend = get_backend("ort-cpu")
     torch_model, compressed = compress_model(
-        tiny_encoder.model, layers, candidate, backend.input_quant
+        tiny_encoder.model, tuple(layers), candidate, backend.input_quant
     )
-    model = lower_candidate(encoder_onnx, layers, compressed, backend)
+    model = lower_candidate(encoder_onnx, tuple(layers), compressed, backend)
     assert sum(n.op_type == "MatMulInteger" for n in model.graph.node) == 12
     onnx_module = OrtModule(make_session(model.SerializeToString(), threads=1))
     check = parity(torch_model, onnx_module, tiny_encoder.calibration)
     assert check.rel_err < 0.01  # the copy quantises inputs as DynamicQuantizeLinear does
     assert score(tiny_encoder, onnx_module) > score(tiny_encoder, tiny_encoder.model) - 3.0
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_embedding_tables_are_gathered_from_packed_blocks_exactly(
+    tiny_encoder: Workload, encoder_onnx: bytes, bits: int
+) -> None:
+    layers = tuple(x for x in discover_layers(tiny_encoder.model) if x.kind is LayerKind.EMBEDDING)
+    assert {x.name.rpartition(".")[2] for x in layers} == {
+        "word_embeddings",
+        "position_embeddings",
+        "token_type_embeddings",
+    }
+    backend = get_backend("ort-cpu")
+    assert backend.weight_bits(layers[0]) == (16, 8, 4, 2)
+    candidate = Candidate.from_dict({x.name: LayerChoice(weight_bits=bits) for x in layers})
+    torch_model, compressed = compress_model(
+        tiny_encoder.model, layers, candidate, backend.input_quant
+    )
+    model = lower_candidate(encoder_onnx, layers, compressed, backend)
+    gathers = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(gathers) >= 2  # word and position tables (token types may be folded)
+    data = model.SerializeToString()
+    table = 30522 * 384 * 4  # fp32 bytes of the word table
+    assert len(encoder_onnx) - len(data) > table * (1 - bits / 32) * 0.9
+    onnx_module = OrtModule(make_session(data, threads=1))
+    # A lookup of packed codes dequantises to exactly the PyTorch copy's values.
+    assert parity(torch_model, onnx_module, tiny_encoder.calibration).rel_err < 1e-5
 
 
 def test_workload_options_are_checked(tmp_path: Path, tiny_encoder_dir: Path) -> None:
