@@ -130,6 +130,9 @@ class JobSpec(_Strict):
     # moved the output (capped at 25%); 0 = strict parity_tolerance. See Parity.verified.
     parity_drift_share: float = Field(1.0, ge=0, le=1.0)
     trial_timeout_s: float = Field(600.0, gt=0, le=7 * 24 * 3600)
+    # False: ONNX files no Pareto point uses are deleted after each timing round (their
+    # records and sha256 stay; a file is rebuilt from its candidate when asked for).
+    keep_all_files: bool = False
 
     @field_validator("job_id")
     @classmethod

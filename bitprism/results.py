@@ -207,10 +207,10 @@ class SearchResult:
             raise ExportError(str(exc)) from None
         limits = constraints or self.spec.constraints
         points, reference = self._ranked(constraints, by, fp32_if_none), self._require_reference()
-        ref_data, workload = _read_verified(reference), self.workload()
+        ref_data, workload = self.onnx_file(reference), self.workload()
         passed_over: list[str] = []
         for point in points[:EXPORT_ATTEMPTS]:
-            data = _read_verified(point)
+            data = self.onnx_file(point)
             fp32, chosen = compare_files([ref_data, data], workload, self.spec.latency)
             tolerance = RESCORE_TOLERANCE * max(abs(reference.accuracy), 1e-9)
             if chosen.accuracy is not None and abs(chosen.accuracy - point.accuracy) > tolerance:
@@ -238,6 +238,46 @@ class SearchResult:
             + ". Nothing was written. Was the machine busy? Export again, or accept slower "
             "points with --min-speedup 0"
         )
+
+    def onnx_file(self, point: ParetoPoint) -> bytes:
+        """``point``'s ONNX file, checked against the sha256 stored when it was measured.
+
+        A file the search dropped (a point that was dominated when it was dropped) is rebuilt
+        from its stored candidate, written back, and checked the same way.
+
+        Raises:
+            ExportError: when the file (or its rebuild) is not the one that was measured.
+        """
+        path = Path(point.onnx_path)
+        data = path.read_bytes() if path.is_file() else self._rebuild(point)
+        if hashlib.sha256(data).hexdigest() != point.onnx_sha256:
+            raise ExportError(
+                f"{point.label}: {'rebuilt file' if not path.is_file() else path} is not the "
+                "file that was measured (sha256 differs)"
+            )
+        if not path.is_file():
+            from bitprism.evaluators.worker import write_artifact
+
+            write_artifact(path.parent, data)
+        return data
+
+    def _rebuild(self, point: ParetoPoint) -> bytes:
+        from bitprism.evaluators.worker import EvalContext, build_candidate
+        from bitprism.search.prepare import prepare_job
+
+        job = prepare_job(self.spec, self.workload())
+        ctx = EvalContext(
+            job.workload,
+            job.space.layers,
+            job.base_onnx,
+            self.spec.backend,
+            str(job.artifact_dir),
+            self.spec.parity_tolerance,
+            self.spec.parity_drift_share,
+            job.groups,
+            job.unit_order,
+        )
+        return build_candidate(ctx, point.candidate).onnx.SerializeToString()
 
     def workload(self) -> Workload:
         """The job's workload: the one given, else resolved from the stored name.
@@ -317,13 +357,3 @@ class SearchResult:
                 )
             )
         return points
-
-
-def _read_verified(point: ParetoPoint) -> bytes:
-    path = Path(point.onnx_path)
-    if not path.is_file():
-        raise ExportError(f"{point.label}: its ONNX file {path} is missing")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != point.onnx_sha256:
-        raise ExportError(f"{point.label}: {path} changed since it was measured (sha256 differs)")
-    return data

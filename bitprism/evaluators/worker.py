@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 import torch
+from torch import nn
 
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import parity, score
@@ -63,13 +65,22 @@ class TrialOutcome:
     note: str | None = None
 
 
-def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
-    """Build ``candidate`` exactly as it would be deployed, score it and check parity.
+@dataclass(frozen=True)
+class BuiltCandidate:
+    """A candidate as deployed (its ONNX bytes) and the PyTorch models it is checked against.
 
-    Runs on one core (one of several evaluations at once); latency is taken later by
-    :func:`time_files`, with nothing else running.
+    ``torch_model`` computes what the file should; ``source`` is the fp32 model it was
+    compressed from (the pruned one when units were removed).
     """
-    torch.set_num_threads(1)
+
+    onnx: onnx.ModelProto
+    torch_model: nn.Module
+    source: nn.Module
+
+
+def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
+    """Prune, compress and lower ``candidate``: deterministic, so a dropped file can be rebuilt
+    byte for byte from the stored candidate."""
     backend = get_backend(ctx.backend)
     source, base = ctx.workload.model, ctx.base_onnx
     if any(candidate[group.leader].keep < 1.0 for group in ctx.groups):
@@ -80,17 +91,28 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
         base = export_base(dataclasses.replace(ctx.workload, model=source))
     torch_model, compressed = compress_model(source, ctx.layers, candidate, backend.input_quant)
     model = lower_candidate(base, ctx.layers, compressed, backend)
-    data = model.SerializeToString()
+    return BuiltCandidate(model, torch_model, source)
+
+
+def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
+    """Build ``candidate`` exactly as it would be deployed, score it and check parity.
+
+    Runs on one core (one of several evaluations at once); latency is taken later by
+    :func:`time_files`, with nothing else running.
+    """
+    torch.set_num_threads(1)
+    built = build_candidate(ctx, candidate)
+    data = built.onnx.SerializeToString()
     path, sha256 = write_artifact(Path(ctx.artifact_dir), data)
     session = make_session(data, threads=1)
     onnx_module = OrtModule(session)
     accuracy = score(ctx.workload, onnx_module)
     # Drift is measured from the (pruned) fp32 source: how far quantisation moved the output.
-    check = parity(torch_model, onnx_module, ctx.workload.calibration, source)
+    check = parity(built.torch_model, onnx_module, ctx.workload.calibration, built.source)
     verified = check.verified(ctx.parity_tolerance, ctx.parity_drift_share)
     metrics = {
         "accuracy": accuracy,
-        "weight_bytes": float(initializer_bytes(model)),
+        "weight_bytes": float(initializer_bytes(built.onnx)),
         "file_bytes": float(len(data)),
         **check.metrics(),
     }

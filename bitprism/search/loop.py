@@ -11,6 +11,7 @@ Only then is Optuna told. Unverified or failed trials are told as failed, with t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -20,6 +21,7 @@ from optuna.trial import TrialState as OptunaState
 from bitprism.config import JobSpec
 from bitprism.evaluators.worker import TrialOutcome, evaluate_candidate, time_files
 from bitprism.search.parallel import Done, RayPool
+from bitprism.search.pareto import pareto_front
 from bitprism.search.progress import SearchProgress
 from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, TrialRecord
@@ -181,6 +183,29 @@ class SearchLoop:
                 continue
             metrics = {**outcome.metrics, **done.value[i + 1].metrics(), **self.timed_at}
             self._complete(pending, metrics, _artifact(outcome), bar, note=outcome.note)
+        if not self.spec.keep_all_files:
+            self._drop_unused_files()
+
+    def _drop_unused_files(self) -> None:
+        """Delete the ONNX files of dominated and failed trials (the pool is idle here).
+
+        A MiniLM candidate is tens of MB: keeping one per trial would fill gigabytes. The
+        records, sha256 included, stay; ``SearchResult`` rebuilds a dropped file from its
+        stored candidate and checks it against that sha256 before use.
+        """
+        records = self.store.trials(self.job_id)
+        measured = [
+            (r.metrics, r.artifact.path)
+            for r in records
+            if r.state is TrialState.COMPLETE and r.verified and r.artifact is not None
+        ]
+        front = pareto_front([metrics for metrics, _ in measured], self.spec.objectives)
+        used = {measured[i][1] for i in front}
+        if self.reference is not None and self.reference.artifact is not None:
+            used.add(self.reference.artifact.path)
+        for record in records:
+            if record.artifact is not None and record.artifact.path not in used:
+                Path(record.artifact.path).unlink(missing_ok=True)
 
     def _complete(
         self,

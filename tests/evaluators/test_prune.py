@@ -125,3 +125,17 @@ def test_keep_is_offered_only_to_group_leaders_with_distinct_unit_counts(digits)
         0.5,
     )
     assert knob.choices(dataclasses.replace(layer, prune_units=3), backend) == (1.0, 0.75)
+
+
+def test_a_pruned_candidate_rebuilds_byte_for_byte(digits, digits_onnx) -> None:
+    from bitprism.evaluators.worker import EvalContext, build_candidate
+
+    layers = discover_layers(digits.model)
+    groups, _ = find_groups(digits.model, digits.example_inputs, layers)
+    order = unit_order(digits.model, groups, digits.calibration)
+    ctx = EvalContext(digits, layers, digits_onnx, "ort-cpu", "", 0.05, 1.0, tuple(groups), order)
+    candidate = Candidate.from_dict(
+        {"features.2": LayerChoice(keep=0.75, weight_bits=8), "head.1": LayerChoice(keep=0.5)}
+    )
+    first = build_candidate(ctx, candidate).onnx.SerializeToString()
+    assert build_candidate(ctx, candidate).onnx.SerializeToString() == first

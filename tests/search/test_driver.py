@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def _search_numbers(store: Store) -> list[int]:
 
 
 def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path), progress=False)
+    run_job(_spec(store_url, tmp_path, keep_all_files=True), progress=False)
     store = Store(store_url)
     trials = store.trials("job")
     reference = [t for t in trials if t.role is TrialRole.REFERENCE]
@@ -262,7 +263,9 @@ def test_the_fp32_export_is_cached_by_model_not_by_job_id(tmp_path) -> None:
 
 def test_batchnorm_is_folded_before_compression(store_url, tmp_path) -> None:
     """Finding 8: no BatchNormalization node is left next to an int8 conv in any file."""
-    spec = _spec(store_url, tmp_path, workload="tests.fixtures:bn_cnn", trials=3)
+    spec = _spec(
+        store_url, tmp_path, workload="tests.fixtures:bn_cnn", trials=3, keep_all_files=True
+    )
     run_job(spec, progress=False)
     trials = Store(store_url).trials("job")
     assert all(t.state is TrialState.COMPLETE for t in trials)
@@ -275,7 +278,7 @@ def test_files_are_no_larger_than_a_plain_fp32_export(store_url, tmp_path) -> No
     """Finding 13: exporter metadata is stripped; the fp32 file is the size of a plain export."""
     from tests.fixtures import token_mlp
 
-    run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+    run_job(_spec(store_url, tmp_path, trials=2, keep_all_files=True), progress=False)
     workload = token_mlp()
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(
@@ -375,3 +378,33 @@ def test_repeated_candidates_are_reused_not_re_timed(store_url, tmp_path) -> Non
     assert len(reused) >= 4  # only the int8 candidate is new; fp32 is the reference
     files = {t.artifact.path for t in trials if t.artifact is not None}
     assert len(files) <= 2
+
+
+def test_files_no_pareto_point_uses_are_dropped_and_rebuilt_on_demand(store_url, tmp_path) -> None:
+    """A 100-trial MiniLM job would write gigabytes: only the front's files are kept."""
+    from bitprism.results import ExportError, SearchResult
+
+    run_job(_spec(store_url, tmp_path, trials=8), progress=False)
+    result = SearchResult("job", store_url)
+    onnx_dir = tmp_path / "runs" / "job" / "onnx"
+    kept = {p.resolve() for p in onnx_dir.glob("*.onnx")}
+    front = {Path(p.onnx_path) for p in result.pareto}
+    assert result.reference is not None
+    assert kept == front | {Path(result.reference.onnx_path)}
+    recorded = {Path(t.artifact.path) for t in result.trials if t.artifact is not None}
+    assert recorded - kept  # some trials' files were dropped; their records stay
+    # A dropped or deleted file is rebuilt from its stored candidate, byte for byte.
+    point = next(p for p in result.pareto if not p.is_reference)
+    Path(point.onnx_path).unlink()
+    data = result.onnx_file(point)
+    assert hashlib.sha256(data).hexdigest() == point.onnx_sha256
+    assert Path(point.onnx_path).read_bytes() == data
+    Path(point.onnx_path).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # tampered with
+    with pytest.raises(ExportError, match="sha256 differs"):
+        result.onnx_file(point)
+
+
+def test_keep_all_files_keeps_every_trials_file(store_url, tmp_path) -> None:
+    run_job(_spec(store_url, tmp_path, trials=4, keep_all_files=True), progress=False)
+    paths = {Path(t.artifact.path) for t in Store(store_url).trials("job") if t.artifact}
+    assert paths and all(p.is_file() for p in paths)
