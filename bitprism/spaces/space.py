@@ -13,9 +13,9 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from bitprism.kernels.base import KernelBackend
-from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 from bitprism.spaces.knobs import KNOBS, Value
-from bitprism.spaces.layer import LayerInfo
+from bitprism.spaces.layer import LayerInfo, LayerKind
 
 Overrides = Mapping[str, Mapping[str, Sequence[Value]]]
 
@@ -68,32 +68,41 @@ class SearchSpace:
         return Candidate.from_dict({layer.name: LayerChoice() for layer in self.layers})
 
     def uniform_seeds(self) -> list[Candidate]:
-        """One candidate per offered bit width: every layer at it where offered, else as is.
+        """The forms a user would try by hand, so the search always measures them.
 
-        E.g. "int8 everywhere", "int4 wherever a kernel exists": the forms a user would try
-        by hand, so the search always measures them (random starts rarely leave every other
-        knob at its no-compression value).
+        One candidate per offered bit width (every layer at it where offered: "int8
+        everywhere", "int4 wherever a kernel exists"), then one per structured keep fraction:
+        every group pruned to it, with int8 layers and 4-bit embedding tables where offered.
+        Random starts rarely leave every other knob at its no-compression value.
         """
-        widths = sorted(
-            {
-                v
-                for _, knobs in self.choices
-                for k, vs in knobs
-                if k == "weight_bits"
-                for v in vs[1:]
-            },
-            reverse=True,
-        )
-        seeds = []
-        for bits in widths:
-            layers = {
-                name: LayerChoice(weight_bits=int(bits))
-                if bits in dict(knobs)["weight_bits"]
-                else LayerChoice()
-                for name, knobs in self.choices
-            }
+        seeds = [self._everywhere(weight_bits=int(bits)) for bits in self._offered("weight_bits")]
+        fractions = self._offered("keep")
+        kinds = {layer.name: layer.kind for layer in self.layers}
+        for keep in fractions:
+            layers = {}
+            for name, knobs in self.choices:
+                offered = dict(knobs)
+                bits = 4 if kinds[name] is LayerKind.EMBEDDING else 8
+                layers[name] = LayerChoice(
+                    weight_bits=bits if bits in offered["weight_bits"] else OFF_BITS,
+                    keep=keep if keep in offered["keep"] else 1.0,
+                )
             seeds.append(Candidate.from_dict(layers))
         return seeds
+
+    def _offered(self, knob: str) -> list[Value]:
+        """Every value of ``knob`` some layer offers besides no compression, largest first."""
+        values = {v for _, knobs in self.choices for k, vs in knobs if k == knob for v in vs[1:]}
+        return sorted(values, reverse=True)
+
+    def _everywhere(self, **choice: Value) -> Candidate:
+        """Every layer at ``choice`` where the space offers it, else left as is."""
+        layers = {}
+        for name, knobs in self.choices:
+            offered = dict(knobs)
+            fits = all(value in offered[knob] for knob, value in choice.items())
+            layers[name] = LayerChoice(**choice) if fits else LayerChoice()  # type: ignore[arg-type]
+        return Candidate.from_dict(layers)
 
     def size(self) -> int:
         """Number of distinct candidates."""

@@ -103,3 +103,25 @@ def test_space_size_counts_every_combination(digits) -> None:
     conv = 2 * 4  # bits x sparsity
     linear = 4 * 3  # bits x rank fraction (sparsity fixed by the override)
     assert space.size() == conv * conv * linear**3
+
+
+def test_seeds_are_the_uniform_forms_then_each_keep_with_int8_and_4bit_tables() -> None:
+    layers = (
+        LayerInfo("emb", LayerKind.EMBEDDING, (1000, 128), False),
+        LayerInfo("ffn.up", LayerKind.LINEAR, (512, 128), True, prune_units=512),
+        LayerInfo("ffn.down", LayerKind.LINEAR, (128, 512), True),
+        LayerInfo("conv", LayerKind.CONV2D, (8, 3, 3, 3), True, prune_units=8),
+    )
+    space = build_space(layers, BACKEND)
+    seeds = space.uniform_seeds()
+    assert [s["ffn.up"].weight_bits for s in seeds[:3]] == [8, 4, 2]
+    assert [s["conv"].weight_bits for s in seeds[:3]] == [8, 16, 16]  # no sub-8-bit conv
+    assert [s["emb"].weight_bits for s in seeds[:3]] == [8, 4, 2]
+    keeps = seeds[3:]
+    assert [s["ffn.up"].keep for s in keeps] == [0.875, 0.75, 0.625, 0.5]
+    assert all(s["conv"].keep == s["ffn.up"].keep for s in keeps)
+    assert all(s["ffn.down"].keep == 1.0 for s in keeps)  # it consumes; it leads no group
+    assert all(
+        (s["emb"].weight_bits, s["ffn.up"].weight_bits, s["conv"].weight_bits) == (4, 8, 8)
+        for s in keeps
+    )
