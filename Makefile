@@ -21,9 +21,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/latency_repeatability.py
 	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32
 	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32 --workload tests.fixtures:bn_cnn
+	$(BIN)/python benchmarks/minilm_baselines.py --plot docs/minilm_front.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests
