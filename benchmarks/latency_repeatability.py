@@ -40,7 +40,7 @@ FIXED = {
 
 def _time_one_in_lane(latency: LatencySpec, inputs: tuple, paths: list[str]) -> float:
     """The skeleton's way: time one file (against nothing) wherever the task happens to run."""
-    return time_files(latency, inputs, paths)[0].latency.median_ms
+    return time_files("ort-cpu", latency, inputs, paths)[0].latency.median_ms
 
 
 def main() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
             pool.submit(evaluate_candidate, tag, ref, _random(job.space, rng))
         while pool.busy:
             pool.wait_one()
-        timed = pool.run_exclusive(time_files, latency, inputs, paths).value
+        timed = pool.run_exclusive(time_files, "ort-cpu", latency, inputs, paths).value
         for i, comparison in enumerate(timed[1:]):
             clean[i].append(comparison.speedup)
         for i, path in enumerate(paths[1:]):  # skeleton: timed while the other lane works

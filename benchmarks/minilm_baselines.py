@@ -26,13 +26,13 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+from bitprism.compression.structured import find_groups, unit_order
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import score
-from bitprism.evaluators.export import export_base
 from bitprism.evaluators.latency import compare_latency, cpu_flags, timing_inputs
-from bitprism.evaluators.prune import find_groups, unit_order
-from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.evaluators.worker import EvalContext, build_candidate
+from bitprism.kernels.base import get_backend
+from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.onnx_graph import initializer_bytes, strip_metadata
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
@@ -47,8 +47,12 @@ def plain_export(workload: Workload) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            workload.model, tuple(workload.example_inputs), dynamo=True,
-            dynamic_shapes=dims, external_data=False, verbose=False,
+            workload.model,
+            tuple(workload.example_inputs),
+            dynamo=True,
+            dynamic_shapes=dims,
+            external_data=False,
+            verbose=False,
         )
     assert program is not None
     proto = program.model_proto
@@ -66,7 +70,10 @@ def stock_int8(plain: bytes, folder: Path) -> bytes:
 def stock_int4(plain: bytes) -> bytes:
     """ORT ``MatMulNBitsQuantizer``: 4-bit blocks of 128, symmetric, accuracy_level 4."""
     quantizer = MatMulNBitsQuantizer(
-        onnx.load_model_from_string(plain), bits=4, block_size=128, is_symmetric=True,
+        onnx.load_model_from_string(plain),
+        bits=4,
+        block_size=128,
+        is_symmetric=True,
         accuracy_level=4,
     )
     quantizer.process()
@@ -75,8 +82,9 @@ def stock_int4(plain: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def ours(workload: Workload, base: bytes, choose: dict[LayerKind, LayerChoice], ffn_keep: float
-         ) -> bytes:
+def ours(
+    workload: Workload, base: bytes, choose: dict[LayerKind, LayerChoice], ffn_keep: float
+) -> bytes:
     """A hand-made bitprism candidate: one choice per layer kind, FFN groups pruned."""
     layers = discover_layers(workload.model)
     groups, _ = find_groups(workload.model, workload.example_inputs, layers)
@@ -89,7 +97,7 @@ def ours(workload: Workload, base: bytes, choose: dict[LayerKind, LayerChoice], 
         keep = ffn_keep if layer.name in leaders else 1.0
         choices[layer.name] = LayerChoice(weight_bits=choice.weight_bits, keep=keep)
     ctx = EvalContext(workload, layers, base, "ort-cpu", "", 0.05, 1.0, tuple(groups), order)
-    return build_candidate(ctx, Candidate.from_dict(choices)).onnx.SerializeToString()
+    return build_candidate(ctx, Candidate.from_dict(choices)).artifact.data
 
 
 def front_files(job: str, store: str, workload: Workload) -> list[tuple[str, bytes]]:
@@ -97,7 +105,8 @@ def front_files(job: str, store: str, workload: Workload) -> list[tuple[str, byt
 
     result = SearchResult(job, store, workload=workload)
     return [
-        (f"bitprism {job} {p.label}", result.onnx_file(p)) for p in result.pareto
+        (f"bitprism {job} {p.label}", result.onnx_file(p))
+        for p in result.pareto
         if not p.is_reference
     ]
 
@@ -120,27 +129,39 @@ def main() -> None:
             ("ORT MatMulNBits int4 (block 128)", stock_int4(plain)),
         ]
     variants += [
-        ("int8 linears + 4-bit embeddings", ours(
-            workload, base, {LayerKind.LINEAR: LayerChoice(weight_bits=8),
-                             LayerKind.EMBEDDING: LayerChoice(weight_bits=4)}, 1.0)),
+        (
+            "int8 linears + 4-bit embeddings",
+            ours(
+                workload,
+                base,
+                {
+                    LayerKind.LINEAR: LayerChoice(weight_bits=8),
+                    LayerKind.EMBEDDING: LayerChoice(weight_bits=4),
+                },
+                1.0,
+            ),
+        ),
         ("FFN keep 0.75 (fp32)", ours(workload, base, {}, 0.75)),
     ]
     if args.job:
         variants += front_files(args.job, args.store, workload)
-    sessions = [make_session(data, THREADS) for _, data in variants]
-    scores = [score(workload, OrtModule(s)) for s in sessions]
+    backend = get_backend("ort-cpu")
+    modules = [backend.load(data, THREADS) for _, data in variants]
+    scores = [score(workload, m) for m in modules]
     sizes = [initializer_bytes(onnx.load_model_from_string(d)) for _, d in variants]
     spec = LatencySpec(threads=THREADS, warmup=3, repeats=10, passes=5, budget_s=1.0)
     example = tuple(workload.example_inputs)
     timings = {
-        batch: compare_latency(sessions, timing_inputs(example, batch), spec) for batch in (32, 1)
+        batch: compare_latency(modules, timing_inputs(example, batch), spec) for batch in (32, 1)
     }
     print(
         f"MiniLM-L6 / STS-B ({'packaged dev' if args.data is None else args.data}; scored "
         f"pairs), seq 128, {THREADS} threads, 5 interleaved passes; CPU: {cpu_flags()}\n"
     )
-    print("| variant | Spearman | weight MB | smaller | b32 ms | b32 speed-up (spread) "
-          "| b1 ms | b1 speed-up (spread) |")
+    print(
+        "| variant | Spearman | weight MB | smaller | b32 ms | b32 speed-up (spread) "
+        "| b1 ms | b1 speed-up (spread) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for i, (name, _) in enumerate(variants):
         big, one = timings[32][i], timings[1][i]
@@ -154,8 +175,13 @@ def main() -> None:
         plot(args.plot, variants, scores, sizes, [t.speedup for t in timings[32]])
 
 
-def plot(path: Path, variants: list[tuple[str, bytes]], scores: list[float],
-         sizes: list[int], speedups: list[float]) -> None:
+def plot(
+    path: Path,
+    variants: list[tuple[str, bytes]],
+    scores: list[float],
+    sizes: list[int],
+    speedups: list[float],
+) -> None:
     try:
         import matplotlib
 
@@ -172,8 +198,9 @@ def plot(path: Path, variants: list[tuple[str, bytes]], scores: list[float],
         axes[1].scatter(sizes[0] / sizes[i], scores[i], **style)
         if not front:
             for ax, x in ((axes[0], speedups[i]), (axes[1], sizes[0] / sizes[i])):
-                ax.annotate(name, (x, scores[i]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                ax.annotate(
+                    name, (x, scores[i]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
     axes[0].set_xlabel("speed-up over fp32, b32 x 128 (ORT CPU)")
     axes[1].set_xlabel("times smaller than fp32 (weight bytes)")
     for ax in axes:

@@ -15,14 +15,13 @@ import argparse
 
 import torch
 
+from bitprism.compression.apply import compress_model
+from bitprism.compression.fold import fold_batchnorm
 from bitprism.config import LatencySpec
-from bitprism.evaluators.compress import compress_model
-from bitprism.evaluators.export import export_base, lower_candidate
-from bitprism.evaluators.fold import fold_batchnorm
 from bitprism.evaluators.latency import cpu_flags
 from bitprism.evaluators.verify import compare_files
 from bitprism.kernels.base import get_backend
-from bitprism.kernels.onnx_graph import initializer_bytes
+from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerKind, discover_layers
 from bitprism.workloads import Workload, resolve_workload
@@ -58,11 +57,11 @@ def main() -> None:
     for per_kind in FORMS.values():
         choices = {layer.name: per_kind.get(layer.kind, {}) for layer in layers}
         _, compressed = compress_model(workload.model, layers, Candidate.from_dict(choices))
-        model = lower_candidate(base, layers, compressed, backend)
-        files.append(model.SerializeToString())
-        sizes.append(initializer_bytes(model))
+        artifact = backend.build(base, layers, compressed)
+        files.append(artifact.data)
+        sizes.append(artifact.weight_bytes)
     spec = LatencySpec(threads=args.threads, repeats=100, passes=5)
-    reports = compare_files(files, workload, spec)
+    reports = compare_files(files, workload, spec, backend.name)
     print(
         f"{given.name}, batch {args.batch}, {args.threads} thread(s); 5 interleaved passes x "
         f"100 runs; {'; '.join(notes) or 'no BatchNorm'}; CPU flags: {cpu_flags()}\n"

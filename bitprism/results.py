@@ -192,7 +192,7 @@ class SearchResult:
     ) -> ExportReport:
         """Write the best feasible point's ONNX file to ``path`` after re-verifying it.
 
-        The file written is byte for byte the one that was timed. It is loaded in onnxruntime,
+        The file written is byte for byte the one that was timed. It is loaded in the job's backend,
         scored again and re-timed against the fp32 file in interleaved passes; if its score
         strays from the stored one, :class:`ExportError` is raised and nothing is written. A
         point whose re-timing misses ``min_speedup`` (a search timing that a busy moment
@@ -211,7 +211,9 @@ class SearchResult:
         passed_over: list[str] = []
         for point in points[:EXPORT_ATTEMPTS]:
             data = self.onnx_file(point)
-            fp32, chosen = compare_files([ref_data, data], workload, self.spec.latency)
+            fp32, chosen = compare_files(
+                [ref_data, data], workload, self.spec.latency, self.spec.backend
+            )
             tolerance = RESCORE_TOLERANCE * max(abs(reference.accuracy), 1e-9)
             if chosen.accuracy is not None and abs(chosen.accuracy - point.accuracy) > tolerance:
                 raise ExportError(
@@ -277,7 +279,7 @@ class SearchResult:
             job.groups,
             job.unit_order,
         )
-        return build_candidate(ctx, point.candidate).onnx.SerializeToString()
+        return build_candidate(ctx, point.candidate).artifact.data
 
     def workload(self) -> Workload:
         """The job's workload: the one given, else resolved from the stored name.

@@ -32,7 +32,7 @@ def digits(_cache: None):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def digits_onnx(digits) -> bytes:  # type: ignore[no-untyped-def]
-    from bitprism.evaluators.export import export_base
+    from bitprism.kernels.onnx_export import export_base
 
     return export_base(digits)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bitprism
-from bitprism.evaluators.runtime import OrtModule, make_session
+from bitprism.kernels.base import get_backend
 from bitprism.results import ExportError
 
 
@@ -42,8 +42,8 @@ def test_search_and_export_a_custom_workload(
     report = result.export(tmp_path / "best.onnx", constraints=limits)
     assert report.path.is_file() and report.chosen.file_bytes == report.path.stat().st_size
     assert report.chosen.file_bytes <= report.reference.file_bytes
-    session = make_session(report.path.read_bytes(), threads=1)
-    assert abs(token_mlp.evaluate(OrtModule(session)) - report.point.accuracy) <= 0.5
+    deployed = get_backend("ort-cpu").load(report.path.read_bytes(), threads=1)
+    assert abs(token_mlp.evaluate(deployed) - report.point.accuracy) <= 0.5
     with pytest.raises(ExportError, match="must end in .onnx"):
         result.export(tmp_path / "best.txt", constraints=limits)
     reopened = bitprism.load_result("api", store=store_url)
@@ -69,7 +69,7 @@ def test_search_and_export_a_custom_workload(
     )
     assert other.exit_code == 1 and "another model than job 'api'" in other.output
     assert isinstance(ort.InferenceSession(str(report.path)), ort.InferenceSession)
-    assert torch.is_tensor(OrtModule(session)(token_mlp.example_inputs))
+    assert torch.is_tensor(deployed(token_mlp.example_inputs))
     # A speed-up the export's re-timing does not confirm (as if the search had timed on a busy
     # machine) is refused with both figures, and nothing is written.
     _claim_speedup(store_url, report.point.number, 80.0)

@@ -1,4 +1,5 @@
-"""Measured latency of whole ONNX models, always as a ratio to fp32 timed in the same passes.
+"""Measured latency of whole deployed models (any backend), always as a ratio to fp32 timed
+in the same passes.
 
 A lone latency figure on a shared 2-core machine moves by 10-100% from one moment to the next;
 the ratio of two models timed in alternation does not, because drift hits both. So every
@@ -12,15 +13,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 
 from bitprism.config import LatencySpec
-from bitprism.evaluators.runtime import feeds
+from bitprism.kernels.base import RuntimeModule
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,17 @@ def timing_inputs(example: Sequence[torch.Tensor], batch: int | None) -> tuple[t
 
 
 def compare_latency(
-    sessions: Sequence[ort.InferenceSession],
+    modules: Sequence[RuntimeModule],
     inputs: Sequence[torch.Tensor],
     spec: LatencySpec,
 ) -> list[Comparison]:
-    """Time ``sessions`` (the first is the fp32 reference) in interleaved passes.
+    """Time loaded ``modules`` (the first is the fp32 reference) in interleaved passes.
 
-    Returns one :class:`Comparison` per session, the reference's own first (speed-up 1).
+    Returns one :class:`Comparison` per module, the reference's own first (speed-up 1).
     """
-    if not sessions:
-        raise ValueError("compare_latency needs at least the reference session")
-    runs = [_Runner(s, inputs) for s in sessions]
+    if not modules:
+        raise ValueError("compare_latency needs at least the reference module")
+    runs = [_Runner(m.bind(inputs)) for m in modules]
     for runner in runs:
         runner.time(spec.warmup, spec.budget_s, at_least=min(1, spec.warmup))
     pass_medians: list[list[float]] = [[] for _ in runs]
@@ -116,11 +116,10 @@ def compare_latency(
 
 
 class _Runner:
-    """One session with its feed, so each timed call is ``session.run`` and nothing else."""
+    """One bound model, so each timed call is the runtime's inference and nothing else."""
 
-    def __init__(self, session: ort.InferenceSession, inputs: Sequence[torch.Tensor]) -> None:
-        self.session = session
-        self.feed = feeds(session, inputs)
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.call = call
 
     def time(self, times: int, budget_s: float, at_least: int) -> list[float]:
         """Milliseconds of up to ``times`` runs; stops early once ``budget_s`` is spent and
@@ -129,7 +128,7 @@ class _Runner:
         spent = 0.0
         while len(samples) < times and (len(samples) < at_least or spent < budget_s * 1e3):
             start = time.perf_counter_ns()
-            self.session.run(None, self.feed)
+            self.call()
             samples.append((time.perf_counter_ns() - start) / 1e6)
             spent += samples[-1]
         return samples

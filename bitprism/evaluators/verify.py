@@ -1,4 +1,4 @@
-"""Re-measure ONNX files side by side: accuracy, size, and latency against fp32."""
+"""Re-measure deployed files side by side in their backend: accuracy, size, latency vs fp32."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import score
 from bitprism.evaluators.latency import Comparison, compare_latency, timing_inputs
-from bitprism.evaluators.runtime import OrtModule, make_session
+from bitprism.kernels.base import get_backend
 from bitprism.workloads.base import Workload, as_tuple
 
 
 @dataclass(frozen=True)
 class FileReport:
-    """One ONNX file as it would be deployed, timed against the fp32 file."""
+    """One file as it would be deployed, timed against the fp32 file."""
 
     file_bytes: int
     timing: Comparison
@@ -21,20 +21,25 @@ class FileReport:
 
 
 def compare_files(
-    files: list[bytes], workload: Workload, latency: LatencySpec, with_accuracy: bool = True
+    files: list[bytes],
+    workload: Workload,
+    latency: LatencySpec,
+    backend: str,
+    with_accuracy: bool = True,
 ) -> list[FileReport]:
-    """Load each file in stock onnxruntime, time all in interleaved passes, score each.
+    """Load each file in ``backend``'s stock runtime, time all in interleaved passes, score each.
 
     ``files[0]`` is the fp32 reference every speed-up is relative to.
     """
-    sessions = [make_session(data, latency.threads) for data in files]
+    runtime = get_backend(backend)
+    modules = [runtime.load(data, latency.threads) for data in files]
     inputs = timing_inputs(as_tuple(workload.example_inputs), latency.batch)
-    timings = compare_latency(sessions, inputs, latency)
+    timings = compare_latency(modules, inputs, latency)
     return [
         FileReport(
             file_bytes=len(data),
             timing=timing,
-            accuracy=score(workload, OrtModule(session)) if with_accuracy else None,
+            accuracy=score(workload, module) if with_accuracy else None,
         )
-        for data, session, timing in zip(files, sessions, timings, strict=True)
+        for data, module, timing in zip(files, modules, timings, strict=True)
     ]

@@ -1,9 +1,10 @@
 """The two kinds of trial work: evaluate a candidate, and time finished candidates.
 
-:func:`evaluate_candidate` (compress, lower to ONNX, score, check parity) runs many at once;
-:func:`time_files` times ONNX files against the fp32 file and must run alone on the machine
+:func:`evaluate_candidate` (compress, build the backend's artifact, score, check parity) runs
+many at once; :func:`time_files` times artifacts against the fp32 one and must run alone on the
+machine
 (the driver runs it in the pool's exclusive timing slot). Both are pure with respect to the
-store: they return results and write only content-addressed ONNX files, so a killed worker
+store: they return results and write only content-addressed files, so a killed worker
 loses nothing the driver recorded.
 """
 
@@ -16,19 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 
+from bitprism.compression.apply import compress_model
+from bitprism.compression.structured import PruneGroup, prune_model
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.compress import compress_model
-from bitprism.evaluators.export import export_base, lower_candidate
 from bitprism.evaluators.latency import Comparison, compare_latency
-from bitprism.evaluators.prune import PruneGroup, prune_model
-from bitprism.evaluators.runtime import OrtModule, make_session
-from bitprism.kernels.base import get_backend
-from bitprism.kernels.onnx_graph import initializer_bytes
+from bitprism.kernels.base import Artifact, get_backend
+from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerInfo
 from bitprism.workloads.base import Workload
@@ -67,13 +65,13 @@ class TrialOutcome:
 
 @dataclass(frozen=True)
 class BuiltCandidate:
-    """A candidate as deployed (its ONNX bytes) and the PyTorch models it is checked against.
+    """A candidate as deployed (its artifact) and the PyTorch models it is checked against.
 
     ``torch_model`` computes what the file should; ``source`` is the fp32 model it was
     compressed from (the pruned one when units were removed).
     """
 
-    onnx: onnx.ModelProto
+    artifact: Artifact
     torch_model: nn.Module
     source: nn.Module
 
@@ -90,8 +88,7 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
         )
         base = export_base(dataclasses.replace(ctx.workload, model=source))
     torch_model, compressed = compress_model(source, ctx.layers, candidate, backend.input_quant)
-    model = lower_candidate(base, ctx.layers, compressed, backend)
-    return BuiltCandidate(model, torch_model, source)
+    return BuiltCandidate(backend.build(base, ctx.layers, compressed), torch_model, source)
 
 
 def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
@@ -102,17 +99,16 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
     """
     torch.set_num_threads(1)
     built = build_candidate(ctx, candidate)
-    data = built.onnx.SerializeToString()
-    path, sha256 = write_artifact(Path(ctx.artifact_dir), data)
-    session = make_session(data, threads=1)
-    onnx_module = OrtModule(session)
-    accuracy = score(ctx.workload, onnx_module)
+    data = built.artifact.data
+    path, sha256 = write_artifact(Path(ctx.artifact_dir), data, built.artifact.suffix)
+    deployed = get_backend(ctx.backend).load(data, threads=1)
+    accuracy = score(ctx.workload, deployed)
     # Drift is measured from the (pruned) fp32 source: how far quantisation moved the output.
-    check = parity(built.torch_model, onnx_module, ctx.workload.calibration, built.source)
+    check = parity(built.torch_model, deployed, ctx.workload.calibration, built.source)
     verified = check.verified(ctx.parity_tolerance, ctx.parity_drift_share)
     metrics = {
         "accuracy": accuracy,
-        "weight_bytes": float(initializer_bytes(built.onnx)),
+        "weight_bytes": float(built.artifact.weight_bytes),
         "file_bytes": float(len(data)),
         **check.metrics(),
     }
@@ -120,8 +116,8 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
         None
         if verified
         else (
-            f"not verified: ONNX output differs from PyTorch by {check.rel_err:.1%} (relative "
-            f"RMS), beyond the tolerance {ctx.parity_tolerance:.1%} and beyond what "
+            f"not verified: the file's output differs from PyTorch by {check.rel_err:.1%} "
+            f"(relative RMS), beyond the tolerance {ctx.parity_tolerance:.1%} and beyond what "
             f"compression itself moved it ({check.drift:.1%})"
         )
     )
@@ -129,18 +125,19 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
 
 
 def time_files(
-    latency: LatencySpec, inputs: tuple[torch.Tensor, ...], paths: list[str]
+    backend: str, latency: LatencySpec, inputs: tuple[torch.Tensor, ...], paths: list[str]
 ) -> list[Comparison]:
-    """Time the ONNX files at ``paths`` against ``paths[0]`` (the fp32 file), interleaved."""
-    sessions = [make_session(Path(p).read_bytes(), latency.threads) for p in paths]
-    return compare_latency(sessions, inputs, latency)
+    """Time ``backend``'s files at ``paths`` against ``paths[0]`` (the fp32 file), interleaved."""
+    runtime = get_backend(backend)
+    modules = [runtime.load(Path(p).read_bytes(), latency.threads) for p in paths]
+    return compare_latency(modules, inputs, latency)
 
 
-def write_artifact(folder: Path, data: bytes) -> tuple[Path, str]:
-    """Store ``data`` as ``<sha256>.onnx`` in ``folder`` (atomically; equal files shared)."""
+def write_artifact(folder: Path, data: bytes, suffix: str = ".onnx") -> tuple[Path, str]:
+    """Store ``data`` as ``<sha256><suffix>`` in ``folder`` (atomically; equal files shared)."""
     sha256 = hashlib.sha256(data).hexdigest()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sha256}.onnx"
+    path = folder / f"{sha256}{suffix}"
     if not path.exists():
         tmp = folder / f".{sha256}.{os.getpid()}.tmp"
         tmp.write_bytes(data)

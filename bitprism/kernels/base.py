@@ -1,70 +1,90 @@
-"""The kernel-backend protocol and registry.
+"""The backend protocol and registry: a backend owns its whole runtime.
 
-A backend declares which compressed forms it can really run for a layer (so the space offers
-nothing else) and rewrites the fp32 ONNX graph of a layer into that form, so that what is
-timed and exported is the real low-bit kernel, not fp32 with fake-quantised weights.
+A backend is one object that (1) offers the compressed forms it really runs per layer (so the
+space offers nothing else), (2) builds a candidate's deployable artifact with the exact codes
+of the PyTorch candidate, (3) loads an artifact as a module ``evaluate`` and the parity check
+call, and (4) gives a bare call to time. Nothing outside ``kernels`` names a runtime: the
+evaluators and the search only see this protocol, as Optuna's loop only sees a sampler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+import torch
+from torch import nn
+
+from bitprism.compression.apply import CompressedLayer
+from bitprism.compression.quantize import InputQuant
 from bitprism.spaces.layer import LayerInfo
-
-if TYPE_CHECKING:
-    import onnx
-
-    from bitprism.evaluators.compress import CompressedLayer, InputQuant
+from bitprism.spaces.offer import Offers
 
 
-class KernelBackend(Protocol):
-    """One target runtime (ONNX Runtime CPU, torch CUDA, Triton ...)."""
+@dataclass(frozen=True)
+class Artifact:
+    """A candidate as deployed: the file's bytes and the bytes its weights take in it."""
 
-    name: str
+    data: bytes
+    weight_bytes: int
+    suffix: str = ".onnx"
 
-    def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
-        """Weight widths this backend runs for ``layer`` (16 = fp32, always offered)."""
-        ...
 
-    def supports_low_rank(self, layer: LayerInfo) -> bool:
-        """Whether the layer can be replaced by two factor matmuls."""
-        ...
+class RuntimeModule(nn.Module, ABC):
+    """A loaded artifact behind ``forward``, so a user's ``evaluate(model)`` scores the file.
 
-    def gains_from(self, knob: str) -> bool:
-        """Whether the knob (a ``LayerChoice`` field) can save bytes or time on this backend.
+    It has no parameters: a metric must only call ``model(...)`` on CPU tensors.
+    """
 
-        A knob that cannot (unstructured sparsity without a sparse kernel) only costs accuracy
-        and trial budget, so it is searched only when the user asks (``extra_knobs``).
-        """
-        ...
+    @abstractmethod
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The artifact's outputs on ``inputs``, as CPU tensors."""
+
+    @abstractmethod
+    def bind(self, inputs: Sequence[torch.Tensor]) -> Callable[[], object]:
+        """A no-argument call that runs the artifact on ``inputs`` converted once, so that a
+        timed call is the runtime's inference and nothing else."""
+
+
+class Backend(Offers, Protocol):
+    """One target runtime (ONNX Runtime CPU, OpenVINO CPU, torch CUDA ...)."""
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         """How this backend's kernel for ``bits``-bit weights quantises the layer's input at
         run time (None: it multiplies in float), so the PyTorch candidate can do the same."""
         ...
 
-    def lower(self, model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
-        """Rewrite ``layer``'s node(s) of ``model`` in place into the backend's compressed form."""
+    def build(
+        self,
+        base_onnx: bytes,
+        layers: tuple[LayerInfo, ...],
+        compressed: Mapping[str, CompressedLayer],
+    ) -> Artifact:
+        """The deployable artifact: the fp32 export with each compressed layer in this
+        backend's real form. Deterministic: the same inputs give the same bytes."""
+        ...
+
+    def load(self, data: bytes, threads: int) -> RuntimeModule:
+        """An artifact of this backend, loaded to run on ``threads`` CPU threads."""
         ...
 
 
-_BACKENDS: dict[str, Callable[[], KernelBackend]] = {}
+_BACKENDS: dict[str, Callable[[], Backend]] = {}
 
 
-def register_backend(
-    name: str,
-) -> Callable[[Callable[[], KernelBackend]], Callable[[], KernelBackend]]:
+def register_backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
     """Decorator registering a backend factory under ``name``."""
 
-    def decorate(factory: Callable[[], KernelBackend]) -> Callable[[], KernelBackend]:
+    def decorate(factory: Callable[[], Backend]) -> Callable[[], Backend]:
         _BACKENDS[name] = factory
         return factory
 
     return decorate
 
 
-def get_backend(name: str) -> KernelBackend:
+def get_backend(name: str) -> Backend:
     """The backend registered as ``name``; ValueError listing the known ones otherwise."""
     import bitprism.kernels.ort_cpu  # noqa: F401  (registers "ort-cpu")
 

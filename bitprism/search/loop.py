@@ -130,7 +130,11 @@ class SearchLoop:
         if done.error is None:
             outcome: TrialOutcome = done.value
             timing = self.pool.run_exclusive(
-                time_files, self.spec.latency, self.timing_inputs, [outcome.onnx_path]
+                time_files,
+                self.spec.backend,
+                self.spec.latency,
+                self.timing_inputs,
+                [outcome.onnx_path],
             )
             if timing.error is None:
                 metrics = {**outcome.metrics, **timing.value[0].metrics(), **self.timed_at}
@@ -176,7 +180,9 @@ class SearchLoop:
         if self.reference is None or self.reference.artifact is None:
             raise RuntimeError("a timing round needs the measured fp32 reference")
         paths = [self.reference.artifact.path, *(outcome.onnx_path for _, outcome in batch)]
-        done = self.pool.run_exclusive(time_files, self.spec.latency, self.timing_inputs, paths)
+        done = self.pool.run_exclusive(
+            time_files, self.spec.backend, self.spec.latency, self.timing_inputs, paths
+        )
         for i, (pending, outcome) in enumerate(batch):
             if done.error is not None:
                 self._fail(pending, f"timing failed: {done.error}", bar, outcome)

@@ -12,11 +12,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bitprism.compression.fold import fold_batchnorm
+from bitprism.compression.structured import PruneGroup, find_groups, unit_order
 from bitprism.config import JobSpec, SpecError
-from bitprism.evaluators.export import export_base, lowerable_layers
-from bitprism.evaluators.fold import fold_batchnorm
-from bitprism.evaluators.prune import PruneGroup, find_groups, unit_order
 from bitprism.kernels.base import get_backend
+from bitprism.kernels.onnx_export import export_base, lowerable_layers
 from bitprism.paths import writable_dir
 from bitprism.search.store import check_store_url
 from bitprism.spaces.layer import LayerInfo, discover_layers

@@ -9,9 +9,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from bitprism.kernels.base import KernelBackend
 from bitprism.spaces.candidate import KEEP_FRACTIONS, OFF_BITS, RANK_FRACTIONS, SPARSITIES
 from bitprism.spaces.layer import LayerInfo
+from bitprism.spaces.offer import Offers
 
 Value = int | float
 
@@ -22,7 +22,7 @@ class Knob(ABC):
     field: ClassVar[str]
 
     @abstractmethod
-    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+    def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
         """Values offered for ``layer``; the first is the no-compression value."""
 
 
@@ -41,7 +41,7 @@ class WeightBits(Knob):
 
     field = "weight_bits"
 
-    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+    def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
         bits = set(backend.weight_bits(layer)) | {OFF_BITS}
         return tuple(sorted(bits, reverse=True))
 
@@ -52,7 +52,7 @@ class Sparsity(Knob):
 
     field = "sparsity"
 
-    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+    def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
         return SPARSITIES
 
 
@@ -62,7 +62,7 @@ class RankFraction(Knob):
 
     field = "rank_fraction"
 
-    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+    def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
         if not backend.supports_low_rank(layer):
             return (1.0,)
         full = layer.in_features * layer.out_features
@@ -79,7 +79,7 @@ class Keep(Knob):
 
     field = "keep"
 
-    def choices(self, layer: LayerInfo, backend: KernelBackend) -> tuple[Value, ...]:
+    def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
         if layer.prune_units < 2:
             return (1.0,)
         seen: set[int] = set()

@@ -12,10 +12,10 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from bitprism.kernels.base import KernelBackend
 from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 from bitprism.spaces.knobs import KNOBS, Value
 from bitprism.spaces.layer import LayerInfo, LayerKind
+from bitprism.spaces.offer import Offers
 
 Overrides = Mapping[str, Mapping[str, Sequence[Value]]]
 
@@ -126,7 +126,7 @@ def param_name(layer: str, knob: str) -> str:
 
 def build_space(
     layers: Sequence[LayerInfo],
-    backend: KernelBackend,
+    backend: Offers,
     overrides: Overrides | None = None,
     extra_knobs: Sequence[str] = (),
 ) -> SearchSpace:

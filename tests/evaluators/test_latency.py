@@ -6,13 +6,15 @@ import torch
 
 from bitprism.config import LatencySpec
 from bitprism.evaluators.latency import compare_latency, timing_inputs
-from bitprism.evaluators.runtime import make_session
+from bitprism.kernels.base import get_backend
+
+LOAD = get_backend("ort-cpu").load
 
 
 def test_a_model_timed_against_itself_is_about_as_fast(digits, digits_onnx) -> None:
     spec = LatencySpec(repeats=10, passes=5, warmup=3)
-    sessions = [make_session(digits_onnx, 1), make_session(digits_onnx, 1)]
-    reference, twin = compare_latency(sessions, (digits.example_inputs,), spec)
+    modules = [LOAD(digits_onnx, 1), LOAD(digits_onnx, 1)]
+    reference, twin = compare_latency(modules, (digits.example_inputs,), spec)
     assert reference.speedup == reference.speedup_min == reference.speedup_max == 1.0
     assert 0.7 < twin.speedup < 1.4  # same file; only noise separates them
     assert twin.speedup_min <= twin.speedup <= twin.speedup_max
@@ -23,7 +25,7 @@ def test_a_model_timed_against_itself_is_about_as_fast(digits, digits_onnx) -> N
 def test_more_work_shows_as_a_lower_speedup(digits, digits_onnx) -> None:
     """A batch 8x larger through the same graph must time clearly slower than fp32's own."""
     spec = LatencySpec(repeats=10, passes=3, warmup=2)
-    small, big = make_session(digits_onnx, 1), make_session(digits_onnx, 1)
+    small, big = LOAD(digits_onnx, 1), LOAD(digits_onnx, 1)
     x = digits.example_inputs
     reference, _ = compare_latency([small, big], (x,), spec)
     larger = timing_inputs((x,), 256)

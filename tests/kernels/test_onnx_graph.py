@@ -9,8 +9,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from bitprism.evaluators.runtime import make_session
 from bitprism.kernels.onnx_graph import strip_metadata
+from bitprism.kernels.ort_cpu import make_session
 from bitprism.workloads.base import Workload, as_tuple
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from bitprism.compression.apply import compress_model
+from bitprism.compression.quantize import quantize_symmetric
 from bitprism.evaluators.accuracy import parity
-from bitprism.evaluators.compress import compress_model, quantize_symmetric
-from bitprism.evaluators.export import export_base, lower_candidate
-from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.kernels.base import get_backend
-from bitprism.kernels.onnx_graph import initializer_bytes
-from bitprism.kernels.ort_cpu import pack_nbits
+from bitprism.kernels.onnx_export import export_base
+from bitprism.kernels.ort_cpu import OrtModule, make_session
+from bitprism.kernels.ort_lowering import pack_nbits
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerKind, discover_layers
 
@@ -23,9 +24,12 @@ OPS = {16: None, 8: "MatMulInteger", 4: "MatMulNBits", 2: "MatMulNBits"}
 def _lower(workload, base: bytes, choices: dict):  # type: ignore[no-untyped-def]
     layers = discover_layers(workload.model)
     model, compressed = compress_model(workload.model, layers, Candidate.from_dict(choices))
-    onnx_model = lower_candidate(base, layers, compressed, BACKEND)
-    session = make_session(onnx_model.SerializeToString(), threads=1)
-    return model, onnx_model, OrtModule(session)
+    artifact = BACKEND.build(base, layers, compressed)
+    return model, artifact, BACKEND.load(artifact.data, threads=1)
+
+
+def _ops(artifact) -> list[str]:  # type: ignore[no-untyped-def]
+    return [n.op_type for n in onnx.load_model_from_string(artifact.data).graph.node]
 
 
 def test_backend_offers_only_kernels_it_has(digits) -> None:
@@ -53,7 +57,7 @@ def test_linear_lowering_matches_pytorch(
 ) -> None:
     choice = {"weight_bits": bits, "sparsity": sparsity, "rank_fraction": rank_fraction}
     model, onnx_model, ort_model = _lower(digits, digits_onnx, {"head.1": choice, "head.3": choice})
-    ops = [n.op_type for n in onnx_model.graph.node]
+    ops = _ops(onnx_model)
     if OPS[bits] is not None:
         assert ops.count(OPS[bits]) == 2 * (2 if rank_fraction < 1 else 1)
     assert "Gemm" in ops  # head.5 untouched
@@ -66,7 +70,7 @@ def test_conv_lowering_matches_pytorch(digits, digits_onnx, bits: int) -> None:
     model, onnx_model, ort_model = _lower(
         digits, digits_onnx, {"features.0": choice, "features.2": choice}
     )
-    ops = [n.op_type for n in onnx_model.graph.node]
+    ops = _ops(onnx_model)
     assert ops.count("ConvInteger") == (2 if bits == 8 else 0)
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
@@ -82,7 +86,7 @@ def test_stored_bytes_shrink_with_bits(digits, digits_onnx) -> None:
     sizes = []
     for bits in (16, 8, 4, 2):
         choices = {n: {"weight_bits": bits} for n in ("head.1", "head.3", "head.5")}
-        sizes.append(initializer_bytes(_lower(digits, digits_onnx, choices)[1]))
+        sizes.append(_lower(digits, digits_onnx, choices)[1].weight_bytes)
     assert sizes == sorted(sizes, reverse=True)
     head_fp32 = 4 * (1024 * 256 + 256 * 128 + 128 * 10)
     assert sizes[0] - sizes[1] > 0.7 * head_fp32  # int8 saves ~3/4 of the linear weights
@@ -96,7 +100,7 @@ def test_matmul_pattern_of_3d_inputs(token_mlp, bits: int) -> None:
     model, onnx_model, ort_model = _lower(
         token_mlp, base, {"up": choice, "down": {"weight_bits": bits}}
     )
-    assert OPS[bits] in [n.op_type for n in onnx_model.graph.node]
+    assert OPS[bits] in _ops(onnx_model)
     assert parity(model, ort_model, token_mlp.calibration).rel_err < 0.02
     assert abs(token_mlp.evaluate(ort_model) - token_mlp.evaluate(model)) <= 1.0
 

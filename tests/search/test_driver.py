@@ -254,9 +254,11 @@ def test_the_fp32_export_is_cached_by_model_not_by_job_id(tmp_path) -> None:
     assert len(models) == 2
     reference = Store(second).trials("job")[0]
     retrained = token_mlp_retrained()
-    from bitprism.evaluators.runtime import OrtModule, make_session
+    from bitprism.kernels.base import get_backend
 
-    file_model = OrtModule(make_session(Path(reference.artifact.path).read_bytes(), 1))  # type: ignore[union-attr]
+    artifact = reference.artifact
+    assert artifact is not None
+    file_model = get_backend("ort-cpu").load(Path(artifact.path).read_bytes(), threads=1)
     expected = retrained.model(retrained.example_inputs)
     assert torch.allclose(file_model(retrained.example_inputs), expected, atol=1e-5)
 
@@ -327,7 +329,7 @@ def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
 
 def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
     """The `make demo` path on fewer trials: a front, and a verified export within 1 point."""
-    from bitprism.evaluators.runtime import OrtModule, make_session
+    from bitprism.kernels.base import get_backend
     from bitprism.results import SearchResult
     from bitprism.workloads import resolve_workload
 
@@ -339,7 +341,7 @@ def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
     assert len(result.pareto) >= 3
     report = result.export(tmp_path / "best.onnx")  # the defaults: within 1%, not slower
     digits = resolve_workload("digits-cnn")
-    accuracy = digits.evaluate(OrtModule(make_session(report.path.read_bytes(), threads=1)))
+    accuracy = digits.evaluate(get_backend("ort-cpu").load(report.path.read_bytes(), threads=1))
     assert accuracy == pytest.approx(report.point.accuracy, abs=0.01)
     assert result.reference is not None and not report.point.is_reference
     assert accuracy >= 0.99 * result.reference.accuracy

@@ -10,11 +10,10 @@ import onnx
 import pytest
 import torch
 
+from bitprism.compression.apply import compress_model
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.compress import compress_model
-from bitprism.evaluators.export import export_base, lower_candidate
-from bitprism.evaluators.runtime import OrtModule, make_session
 from bitprism.kernels.base import get_backend
+from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
 from bitprism.workloads import Workload, resolve_workload
@@ -32,23 +31,21 @@ def test_export_is_a_sentence_encoder_with_dynamic_batch_and_length(
     graph = onnx.load_model_from_string(encoder_onnx).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
     assert graph.output[0].name == "sentence_embedding"
-    session = make_session(encoder_onnx, threads=1)
+    deployed = get_backend("ort-cpu").load(encoder_onnx, threads=1)
     ids = torch.randint(1000, 20000, (3, 17))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0  # a padded row: pooling must ignore its tail
-    out = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    out = deployed(ids, mask)
     assert out.shape == (3, 384)
     with torch.no_grad():
         expected = tiny_encoder.model(ids, mask)
-    assert torch.allclose(torch.from_numpy(out), expected, atol=1e-4)
-    short = {"input_ids": ids[:1, :5].numpy(), "attention_mask": mask[:1, :5].numpy()}
-    one = session.run(None, short)
-    assert one[0].shape == (1, 384)
+    assert torch.allclose(out, expected, atol=1e-4)
+    assert deployed(ids[:1, :5], mask[:1, :5]).shape == (1, 384)
 
 
 def test_onnx_file_scores_what_pytorch_scores(tiny_encoder: Workload, encoder_onnx: bytes) -> None:
     torch_score = score(tiny_encoder, tiny_encoder.model)
-    onnx_score = score(tiny_encoder, OrtModule(make_session(encoder_onnx, threads=1)))
+    onnx_score = score(tiny_encoder, get_backend("ort-cpu").load(encoder_onnx, threads=1))
     assert onnx_score == pytest.approx(torch_score, abs=0.01)
     assert 40.0 < torch_score <= 100.0  # two real layers already rank STS pairs
 
@@ -73,9 +70,10 @@ def test_int8_on_every_projection_lowers_and_passes_parity(
     torch_model, compressed = compress_model(
         tiny_encoder.model, tuple(layers), candidate, backend.input_quant
     )
-    model = lower_candidate(encoder_onnx, tuple(layers), compressed, backend)
+    artifact = backend.build(encoder_onnx, tuple(layers), compressed)
+    model = onnx.load_model_from_string(artifact.data)
     assert sum(n.op_type == "MatMulInteger" for n in model.graph.node) == 12
-    onnx_module = OrtModule(make_session(model.SerializeToString(), threads=1))
+    onnx_module = backend.load(artifact.data, threads=1)
     check = parity(torch_model, onnx_module, tiny_encoder.calibration)
     assert check.rel_err < 0.01  # the copy quantises inputs as DynamicQuantizeLinear does
     assert score(tiny_encoder, onnx_module) > score(tiny_encoder, tiny_encoder.model) - 3.0
@@ -97,13 +95,16 @@ def test_embedding_tables_are_gathered_from_packed_blocks_exactly(
     torch_model, compressed = compress_model(
         tiny_encoder.model, layers, candidate, backend.input_quant
     )
-    model = lower_candidate(encoder_onnx, layers, compressed, backend)
-    gathers = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    data = backend.build(encoder_onnx, layers, compressed).data
+    gathers = [
+        n
+        for n in onnx.load_model_from_string(data).graph.node
+        if n.op_type == "GatherBlockQuantized"
+    ]
     assert len(gathers) >= 2  # word and position tables (token types may be folded)
-    data = model.SerializeToString()
     table = 30522 * 384 * 4  # fp32 bytes of the word table
     assert len(encoder_onnx) - len(data) > table * (1 - bits / 32) * 0.9
-    onnx_module = OrtModule(make_session(data, threads=1))
+    onnx_module = backend.load(data, threads=1)
     # A lookup of packed codes dequantises to exactly the PyTorch copy's values.
     assert parity(torch_model, onnx_module, tiny_encoder.calibration).rel_err < 1e-5
 

@@ -9,8 +9,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bitprism.evaluators.export import export_base
-from bitprism.evaluators.fold import fold_batchnorm
+from bitprism.compression.fold import fold_batchnorm
+from bitprism.kernels.onnx_export import export_base
 from bitprism.workloads.base import Workload
 
 

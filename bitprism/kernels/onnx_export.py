@@ -1,18 +1,21 @@
-"""Candidate -> ONNX: export the fp32 model once, then lower each compressed layer into it."""
+"""Candidate -> ONNX: export the fp32 model once, then lower each compressed layer into it.
+
+ONNX is the interchange every CPU backend builds on: each lowers layers its own way.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import onnx
 import torch
 
-from bitprism.evaluators.compress import CompressedLayer
-from bitprism.kernels.base import KernelBackend
-from bitprism.kernels.onnx_graph import find_layer_node, strip_metadata
+from bitprism.compression.apply import CompressedLayer
+from bitprism.kernels.base import Artifact
+from bitprism.kernels.onnx_graph import find_layer_node, initializer_bytes, strip_metadata
 from bitprism.spaces.layer import LayerInfo
 from bitprism.workloads.base import Workload, as_tuple
 
@@ -81,15 +84,19 @@ def lowerable_layers(
     return tuple(kept), skipped
 
 
+# Rewrites one layer's node(s) of the model in place into a backend's form.
+LowerLayer = Callable[[onnx.ModelProto, LayerInfo, CompressedLayer], None]
+
+
 def lower_candidate(
     base_onnx: bytes,
     layers: tuple[LayerInfo, ...],
     compressed: Mapping[str, CompressedLayer],
-    backend: KernelBackend,
-) -> onnx.ModelProto:
-    """The base graph with every compressed layer rewritten in the backend's real form."""
+    lower: LowerLayer,
+) -> Artifact:
+    """The base graph with every compressed layer rewritten by ``lower``, as an artifact."""
     model = onnx.load_model_from_string(base_onnx)
     for layer in layers:
         if layer.name in compressed:
-            backend.lower(model, layer, compressed[layer.name])
-    return model
+            lower(model, layer, compressed[layer.name])
+    return Artifact(model.SerializeToString(), initializer_bytes(model))

@@ -8,19 +8,20 @@ import pytest
 import torch
 from torch import nn
 
+from bitprism.compression.apply import compress_model
+from bitprism.compression.structured import find_groups, prune_model, unit_order
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.compress import compress_model
-from bitprism.evaluators.export import export_base, lower_candidate
-from bitprism.evaluators.prune import find_groups, prune_model, unit_order
-from bitprism.evaluators.runtime import OrtModule, make_session
-from bitprism.kernels.base import get_backend
+from bitprism.kernels.base import RuntimeModule, get_backend
+from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.knobs import KNOBS
 from bitprism.spaces.layer import discover_layers
 from bitprism.workloads import Workload
 
 
-def _build(workload: Workload, keep: float, bits: int) -> tuple[nn.Module, OrtModule, int, dict]:
+def _build(
+    workload: Workload, keep: float, bits: int
+) -> tuple[nn.Module, RuntimeModule, int, dict]:
     """Prune every group to ``keep``, quantise every layer to ``bits``; the file as a module."""
     layers = discover_layers(workload.model)
     groups, skipped = find_groups(workload.model, workload.example_inputs, layers)
@@ -36,9 +37,9 @@ def _build(workload: Workload, keep: float, bits: int) -> tuple[nn.Module, OrtMo
     base = export_base(dataclasses.replace(workload, model=pruned))
     backend = get_backend("ort-cpu")
     torch_model, compressed = compress_model(pruned, layers, candidate, backend.input_quant)
-    data = lower_candidate(base, layers, compressed, backend).SerializeToString()
+    data = backend.build(base, layers, compressed).data
     info = {"groups": groups, "skipped": skipped, "pruned": pruned, "order": order}
-    return torch_model, OrtModule(make_session(data, threads=1)), len(data), info
+    return torch_model, backend.load(data, threads=1), len(data), info
 
 
 def test_digits_cnn_channels_and_neurons_are_pruned_in_parity(digits, digits_onnx) -> None:
@@ -137,5 +138,5 @@ def test_a_pruned_candidate_rebuilds_byte_for_byte(digits, digits_onnx) -> None:
     candidate = Candidate.from_dict(
         {"features.2": LayerChoice(keep=0.75, weight_bits=8), "head.1": LayerChoice(keep=0.5)}
     )
-    first = build_candidate(ctx, candidate).onnx.SerializeToString()
-    assert build_candidate(ctx, candidate).onnx.SerializeToString() == first
+    first = build_candidate(ctx, candidate).artifact.data
+    assert build_candidate(ctx, candidate).artifact.data == first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bitprism.evaluators.compress import (
+from bitprism.compression.apply import (
     compress_model,
     magnitude_prune,
     quantize_symmetric,
@@ -84,7 +84,7 @@ def test_compress_model_leaves_original_untouched(digits) -> None:
 
 
 def test_shared_weights_are_left_fp32_with_a_reason() -> None:
-    from bitprism.evaluators.export import export_base, lowerable_layers
+    from bitprism.kernels.onnx_export import export_base, lowerable_layers
     from bitprism.workloads.base import Workload
     from tests.fixtures import TiedMLP
 
