@@ -42,7 +42,7 @@ class OrtCpuBackend:
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         if layer.kind is LayerKind.EMBEDDING:  # a lookup: the indices are not quantised
             return None
-        if bits == 8:  # DynamicQuantizeLinear in front of MatMulInteger / ConvInteger
+        if bits >= 7:  # DynamicQuantizeLinear in front of MatMulInteger / ConvInteger
             return InputQuant(InputQuantKind.PER_TENSOR_U8)
         if bits < 8:  # MatMulNBits with accuracy_level 4 quantises its input per block
             return InputQuant(InputQuantKind.PER_BLOCK_S8, block=group_size)

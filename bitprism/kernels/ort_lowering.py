@@ -1,17 +1,20 @@
 """ONNX Runtime CPU lowering: each compressed layer as the ops stock onnxruntime runs fast.
 
-- Linear, 8 bits: ``DynamicQuantizeLinear`` + ``MatMulInteger``, per-channel scales applied
-  after the integer product. Weights are stored as uint8 with zero point 128 (u8u8): MLAS's
-  u8s8 kernel on AVX2 CPUs without VNNI sums pairs in saturating int16 and silently corrupts
-  full-range int8 weights (measured: integer errors of 1e5 on this machine's CPU), while u8u8
-  is exact everywhere for ~30% more time than u8s8.
+- Linear, 7 bits: ``DynamicQuantizeLinear`` + ``MatMulInteger`` with int8 weights (u8s8),
+  per-channel scales applied after the integer product; the codes lie in [-63, 63]. MLAS's
+  u8s8 kernel is the fast one (VNNI's ``vpdpbusd`` multiplies u8 by s8), but on AVX2 CPUs
+  without VNNI it sums pairs of products in saturating int16, which silently corrupts
+  full-range int8 weights (measured: integer errors of 1e5). With 7-bit codes a pair sum is at
+  most 2 * 255 * 63 < 2^15, exact on every x86 CPU: ``quantize_dynamic``'s ``reduce_range``.
+  Full 8-bit codes would need u8u8 (zero point 128), exact but measured 1.5x slower than u8s8
+  on MiniLM with VNNI (BENCHMARKS.md) for 0.04 Spearman, so 8 bits is not offered on Linear or Conv.
 - Linear, 2/4 bits: ``com.microsoft.MatMulNBits`` with groups of 128 along the input and
   ``accuracy_level=4`` (int8 compute; the fast path). ORT 1.32 has no 3-bit kernel, so 3 is
   not offered.
-- Conv2d, 8 bits: ``DynamicQuantizeLinear`` + ``ConvInteger`` (u8u8 as above); ORT's
-  ConvInteger takes only a per-tensor zero point, which symmetric codes shifted by 128
-  satisfy, and per-channel scales are applied after. There is no sub-8-bit Conv kernel, so
-  none is offered.
+- Conv2d, 7 bits: ``DynamicQuantizeLinear`` + ``ConvInteger`` on int8 weights (u8s8, 7-bit
+  codes as above); it takes only a per-tensor weight zero point, which symmetric codes (zero
+  point 0) satisfy, and per-channel scales are applied after. There is no sub-8-bit-class
+  Conv kernel, so nothing narrower is offered.
 - Low rank: one matmul per factor, each in its own bit width.
 - Embedding tables, 8/4/2 bits: ``com.microsoft.GatherBlockQuantized`` on uint8 data packed as
   for MatMulNBits (zero point 2^(bits-1), low bits first), blocks of up to 128 along each row;
@@ -130,9 +133,9 @@ def _gather_blocks(prefix: str, x: str, out: str, factor: Factor, node: onnx.Nod
     return [gather], inits
 
 
-def _matmul_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def _matmul_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     quantized = _codes(factor)
-    weight = initializer(f"{prefix}/qw", _as_u8(quantized).T)
+    weight = initializer(f"{prefix}/qw", _as_s7(prefix, quantized).T)
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(-1))
     integer = helper.make_node(
         "MatMulInteger",
@@ -141,7 +144,7 @@ def _matmul_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeP
         name=f"{prefix}/matmulinteger",
     )
     nodes = [_dynamic_quantize(prefix, x), integer, *_rescale(prefix, scales.name, out)]
-    return nodes, [weight, scales, _u8_zero_point(prefix)]
+    return nodes, [weight, scales, _s8_zero_point(prefix)]
 
 
 def _conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
@@ -151,9 +154,9 @@ def _conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
     return [conv], [weight]
 
 
-def _conv_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def _conv_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     quantized = _codes(factor)
-    weight = initializer(f"{prefix}/qw", _as_u8(quantized).reshape(factor.weight.shape))
+    weight = initializer(f"{prefix}/qw", _as_s7(prefix, quantized).reshape(factor.weight.shape))
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(1, -1, 1, 1))
     conv = helper.make_node(
         "ConvInteger",
@@ -163,16 +166,18 @@ def _conv_int8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
     )
     conv.attribute.extend(node.attribute)
     nodes = [_dynamic_quantize(prefix, x), conv, *_rescale(prefix, scales.name, out)]
-    return nodes, [weight, scales, _u8_zero_point(prefix)]
+    return nodes, [weight, scales, _s8_zero_point(prefix)]
 
 
-def _as_u8(quantized: QuantizedMatrix) -> np.ndarray:
-    """Symmetric int8 codes shifted into uint8 around zero point 128."""
-    return (quantized.codes.numpy().astype(np.int16) + 128).astype(np.uint8)
+def _as_s7(prefix: str, quantized: QuantizedMatrix) -> np.ndarray:
+    """The codes as int8, checked to be 7-bit (u8s8 pair sums saturate above that)."""
+    if quantized.bits > 7:
+        raise ValueError(f"{prefix}: u8s8 integer kernels saturate without VNNI above 7 bits")
+    return quantized.codes.numpy().astype(np.int8)
 
 
-def _u8_zero_point(prefix: str) -> onnx.TensorProto:
-    return initializer(f"{prefix}/wz", np.array(128, dtype=np.uint8))
+def _s8_zero_point(prefix: str) -> onnx.TensorProto:
+    return initializer(f"{prefix}/wz", np.array(0, dtype=np.int8))
 
 
 def _integer_inputs(prefix: str, weight: str) -> list[str]:
@@ -220,8 +225,8 @@ def _codes(factor: Factor) -> QuantizedMatrix:
 
 
 EMITTERS: dict[LayerKind, dict[int, Emitter]] = {
-    LayerKind.LINEAR: {OFF_BITS: _matmul_fp32, 8: _matmul_int8, 4: _matmul_nbits, 2: _matmul_nbits},
-    LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 8: _conv_int8},
+    LayerKind.LINEAR: {OFF_BITS: _matmul_fp32, 7: _matmul_s8, 4: _matmul_nbits, 2: _matmul_nbits},
+    LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 7: _conv_s8},
     LayerKind.EMBEDDING: {
         OFF_BITS: _gather_fp32,
         8: _gather_blocks,

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-WEIGHT_BITS = (2, 3, 4, 8, 16)
+WEIGHT_BITS = (2, 3, 4, 7, 8, 16)
 SPARSITIES = (0.0, 0.25, 0.5, 0.75)
 RANK_FRACTIONS = (1.0, 0.5, 0.25)
 KEEP_FRACTIONS = (1.0, 0.875, 0.75, 0.625, 0.5)
@@ -20,7 +20,9 @@ class LayerChoice:
     """How one layer is compressed. The defaults leave the layer untouched.
 
     Attributes:
-        weight_bits: 2, 3, 4, 8, or 16 (= not quantised).
+        weight_bits: 2, 3, 4, 7, 8, or 16 (= not quantised); which a layer is offered is the
+            backend's say (7: int8 storage with codes in [-63, 63], for kernels that
+            saturate on full-range int8).
         sparsity: Fraction of weights set to zero by magnitude, in [0, 1).
         rank_fraction: Kept fraction of the rank for a truncated-SVD factorisation; 1 = off.
         keep: Fraction of the units (neurons, heads, channels) of the prunable group this

@@ -70,39 +70,41 @@ class SearchSpace:
     def uniform_seeds(self) -> list[Candidate]:
         """The forms a user would try by hand, so the search always measures them.
 
-        One candidate per offered bit width (every layer at it where offered: "int8
-        everywhere", "int4 wherever a kernel exists"), then one per structured keep fraction:
-        every group pruned to it, with int8 layers and 4-bit embedding tables where offered.
-        Random starts rarely leave every other knob at its no-compression value.
+        One candidate per integer width class (8, 4, 2): every layer at the widest width it is
+        offered within the class ("int8 everywhere" gives a layer whose backend runs 7-bit
+        codes those), then one per structured keep fraction: every group pruned to it, with
+        8-bit-class layers and 4-bit embedding tables where offered. Random starts rarely leave
+        every other knob at its no-compression value.
         """
-        seeds = [self._everywhere(weight_bits=int(bits)) for bits in self._offered("weight_bits")]
-        fractions = self._offered("keep")
-        kinds = {layer.name: layer.kind for layer in self.layers}
-        for keep in fractions:
-            layers = {}
-            for name, knobs in self.choices:
-                offered = dict(knobs)
-                bits = 4 if kinds[name] is LayerKind.EMBEDDING else 8
-                layers[name] = LayerChoice(
-                    weight_bits=bits if bits in offered["weight_bits"] else OFF_BITS,
-                    keep=keep if keep in offered["keep"] else 1.0,
-                )
-            seeds.append(Candidate.from_dict(layers))
+        classes = sorted({_width_class(int(b)) for b in self._offered("weight_bits")}, reverse=True)
+        seeds = [self._uniform(dict.fromkeys(LayerKind, c)) for c in classes]
+        pruned = {**dict.fromkeys(LayerKind, 8), LayerKind.EMBEDDING: 4}
+        seeds += [self._uniform(pruned, keep=float(keep)) for keep in self._offered("keep")]
         return seeds
+
+    def _uniform(self, width: Mapping[LayerKind, int], keep: float = 1.0) -> Candidate:
+        """Every layer at the widest offered bits of its kind's width class (else fp32), and
+        every group leader at ``keep`` where offered."""
+        kinds = {layer.name: layer.kind for layer in self.layers}
+        layers = {}
+        for name, knobs in self.choices:
+            offered = dict(knobs)
+            target = width[kinds[name]]
+            fits = [
+                int(b)
+                for b in offered["weight_bits"]
+                if b != OFF_BITS and _width_class(int(b)) == target
+            ]
+            layers[name] = LayerChoice(
+                weight_bits=max(fits, default=OFF_BITS),
+                keep=keep if keep in offered["keep"] else 1.0,
+            )
+        return Candidate.from_dict(layers)
 
     def _offered(self, knob: str) -> list[Value]:
         """Every value of ``knob`` some layer offers besides no compression, largest first."""
         values = {v for _, knobs in self.choices for k, vs in knobs if k == knob for v in vs[1:]}
         return sorted(values, reverse=True)
-
-    def _everywhere(self, **choice: Value) -> Candidate:
-        """Every layer at ``choice`` where the space offers it, else left as is."""
-        layers = {}
-        for name, knobs in self.choices:
-            offered = dict(knobs)
-            fits = all(value in offered[knob] for knob, value in choice.items())
-            layers[name] = LayerChoice(**choice) if fits else LayerChoice()  # type: ignore[arg-type]
-        return Candidate.from_dict(layers)
 
     def size(self) -> int:
         """Number of distinct candidates."""
@@ -185,3 +187,8 @@ def _restrict(
             )
         out[knob] = tuple(v for v in knobs[knob] if v in wanted)
     return out
+
+
+def _width_class(bits: int) -> int:
+    """The class a weight width belongs to for seeding: 8 (7-8 bits), 4 (3-4) or 2."""
+    return 8 if bits >= 7 else 4 if bits >= 3 else 2

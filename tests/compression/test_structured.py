@@ -22,20 +22,24 @@ from bitprism.workloads import Workload
 def _build(
     workload: Workload, keep: float, bits: int
 ) -> tuple[nn.Module, RuntimeModule, int, dict]:
-    """Prune every group to ``keep``, quantise every layer to ``bits``; the file as a module."""
+    """Prune every group to ``keep``, quantise every layer to the widest offered width up to
+    ``bits``; the file as a module."""
     layers = discover_layers(workload.model)
     groups, skipped = find_groups(workload.model, workload.example_inputs, layers)
     order = unit_order(workload.model, groups, workload.calibration)
     leaders = {g.leader for g in groups}
+    backend = get_backend("ort-cpu")
     candidate = Candidate.from_dict(
         {
-            layer.name: LayerChoice(weight_bits=bits, keep=keep if layer.name in leaders else 1.0)
+            layer.name: LayerChoice(
+                weight_bits=max(b for b in backend.weight_bits(layer) if b <= bits),
+                keep=keep if layer.name in leaders else 1.0,
+            )
             for layer in layers
         }
     )
     pruned = prune_model(workload.model, groups, order, candidate, workload.example_inputs)
     base = export_base(dataclasses.replace(workload, model=pruned))
-    backend = get_backend("ort-cpu")
     torch_model, compressed = compress_model(pruned, layers, candidate, backend.input_quant)
     data = backend.build(base, layers, compressed).data
     info = {"groups": groups, "skipped": skipped, "pruned": pruned, "order": order}
@@ -84,7 +88,7 @@ def test_units_are_ranked_by_what_they_feed_forward(digits) -> None:
 
 
 def test_encoder_heads_and_ffn_neurons_are_pruned_in_parity(tiny_encoder: Workload) -> None:
-    torch_model, onnx_module, _, info = _build(tiny_encoder, keep=0.5, bits=8)
+    torch_model, onnx_module, _, info = _build(tiny_encoder, keep=0.5, bits=7)
     by_kind = {g.leader.rpartition(".")[2]: g for g in info["groups"]}
     heads, ffn = by_kind["query"], by_kind["dense"]
     assert (heads.units, heads.unit_size, len(heads.producers)) == (12, 32, 3)  # Q, K, V
@@ -136,7 +140,7 @@ def test_a_pruned_candidate_rebuilds_byte_for_byte(digits, digits_onnx) -> None:
     order = unit_order(digits.model, groups, digits.calibration)
     ctx = EvalContext(digits, layers, digits_onnx, "ort-cpu", "", 0.05, 1.0, tuple(groups), order)
     candidate = Candidate.from_dict(
-        {"features.2": LayerChoice(keep=0.75, weight_bits=8), "head.1": LayerChoice(keep=0.5)}
+        {"features.2": LayerChoice(keep=0.75, weight_bits=7), "head.1": LayerChoice(keep=0.5)}
     )
     first = build_candidate(ctx, candidate).artifact.data
     assert build_candidate(ctx, candidate).artifact.data == first

@@ -18,7 +18,7 @@ from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerKind, discover_layers
 
 BACKEND = get_backend("ort-cpu")
-OPS = {16: None, 8: "MatMulInteger", 4: "MatMulNBits", 2: "MatMulNBits"}
+OPS = {16: None, 7: "MatMulInteger", 4: "MatMulNBits", 2: "MatMulNBits"}
 
 
 def _lower(workload, base: bytes, choices: dict):  # type: ignore[no-untyped-def]
@@ -34,8 +34,8 @@ def _ops(artifact) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_backend_offers_only_kernels_it_has(digits) -> None:
     kinds = {layer.kind: BACKEND.weight_bits(layer) for layer in discover_layers(digits.model)}
-    assert sorted(kinds[LayerKind.LINEAR]) == [2, 4, 8, 16]  # no 3-bit MatMulNBits in ORT 1.32
-    assert sorted(kinds[LayerKind.CONV2D]) == [8, 16]  # no sub-8-bit Conv kernel
+    assert sorted(kinds[LayerKind.LINEAR]) == [2, 4, 7, 16]  # no 3-bit MatMulNBits in ORT 1.32
+    assert sorted(kinds[LayerKind.CONV2D]) == [7, 16]  # no sub-8-bit Conv kernel
 
 
 @pytest.mark.parametrize("bits", [4, 2])
@@ -51,7 +51,7 @@ def test_pack_nbits_round_trips_codes(bits: int) -> None:
 
 @pytest.mark.parametrize("rank_fraction", [1.0, 0.25])
 @pytest.mark.parametrize("sparsity", [0.0, 0.5])
-@pytest.mark.parametrize("bits", [16, 8, 4, 2])
+@pytest.mark.parametrize("bits", [16, 7, 4, 2])
 def test_linear_lowering_matches_pytorch(
     digits, digits_onnx, bits, sparsity, rank_fraction
 ) -> None:
@@ -64,27 +64,28 @@ def test_linear_lowering_matches_pytorch(
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
 
-@pytest.mark.parametrize("bits", [16, 8])
+@pytest.mark.parametrize("bits", [16, 7])
 def test_conv_lowering_matches_pytorch(digits, digits_onnx, bits: int) -> None:
     choice = {"weight_bits": bits, "sparsity": 0.25}
     model, onnx_model, ort_model = _lower(
         digits, digits_onnx, {"features.0": choice, "features.2": choice}
     )
     ops = _ops(onnx_model)
-    assert ops.count("ConvInteger") == (2 if bits == 8 else 0)
+    assert ops.count("ConvInteger") == (2 if bits == 7 else 0)
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
 
 def test_int8_low_rank_chain_is_exact_enough(digits, digits_onnx) -> None:
-    """Regression: u8s8 MatMulInteger saturated on AVX2 without VNNI (60% error here)."""
-    choice = {"weight_bits": 8, "rank_fraction": 0.25}
+    """Regression: full-range u8s8 MatMulInteger saturated on AVX2 without VNNI (60% error);
+    7-bit codes keep every int16 pair sum exact."""
+    choice = {"weight_bits": 7, "rank_fraction": 0.25}
     model, _, ort_model = _lower(digits, digits_onnx, {"head.5": choice, "head.3": choice})
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
 
 def test_stored_bytes_shrink_with_bits(digits, digits_onnx) -> None:
     sizes = []
-    for bits in (16, 8, 4, 2):
+    for bits in (16, 7, 4, 2):
         choices = {n: {"weight_bits": bits} for n in ("head.1", "head.3", "head.5")}
         sizes.append(_lower(digits, digits_onnx, choices)[1].weight_bytes)
     assert sizes == sorted(sizes, reverse=True)
@@ -92,7 +93,7 @@ def test_stored_bytes_shrink_with_bits(digits, digits_onnx) -> None:
     assert sizes[0] - sizes[1] > 0.7 * head_fp32  # int8 saves ~3/4 of the linear weights
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits", [7, 4])
 def test_matmul_pattern_of_3d_inputs(token_mlp, bits: int) -> None:
     """Linear on (batch, tokens, features) exports as MatMul; it lowers the same way."""
     base = export_base(token_mlp)

@@ -53,8 +53,9 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
     )
     searched = [t for t in trials if t.role is TrialRole.SEARCH]
     assert len(searched) == 4 and all(t.state is TrialState.COMPLETE for t in searched)
-    # A new job first measures the uniform forms: int8, int4, int2 on every layer.
-    seeds = [{"weight_bits": bits} for bits in (8, 4, 2)]
+    # A new job first measures the uniform forms: the 8-bit class (7-bit codes on ORT), int4,
+    # int2 on every layer.
+    seeds = [{"weight_bits": bits} for bits in (7, 4, 2)]
     expected = [Candidate.from_dict({"up": seed, "down": seed}) for seed in seeds]
     assert [t.candidate for t in searched[:3]] == expected
     for trial in trials:
@@ -369,7 +370,7 @@ def test_repeated_candidates_are_reused_not_re_timed(store_url, tmp_path) -> Non
     tiny = {
         "*": {"sparsity": [0], "rank_fraction": [1], "keep": [1]},
         "up": {"weight_bits": [16]},
-        "down": {"weight_bits": [16, 8]},
+        "down": {"weight_bits": [16, 7]},
     }  # two candidates in all
     # One worker: only finished measurements are reused, so in-flight duplicates can't race.
     spec = _spec(store_url, tmp_path, overrides=tiny, trials=5, sampler="random", workers=1)

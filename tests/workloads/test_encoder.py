@@ -65,7 +65,7 @@ def test_int8_on_every_projection_lowers_and_passes_parity(
 ) -> None:
     layers = [x for x in discover_layers(tiny_encoder.model) if x.kind is LayerKind.LINEAR]
     assert len(layers) == 12  # q, k, v, attention output, FFN in and out per layer
-    candidate = Candidate.from_dict({layer.name: LayerChoice(weight_bits=8) for layer in layers})
+    candidate = Candidate.from_dict({layer.name: LayerChoice(weight_bits=7) for layer in layers})
     backend = get_backend("ort-cpu")
     torch_model, compressed = compress_model(
         tiny_encoder.model, tuple(layers), candidate, backend.input_quant
