@@ -30,10 +30,10 @@ from bitprism.spaces.candidate import Candidate
 from bitprism.workloads import as_tuple, resolve_workload
 
 FIXED = {
-    "int8 linear": {"head.1": 8, "head.3": 8, "head.5": 8},
+    "int7 linear": {"head.1": 7, "head.3": 7, "head.5": 7},
     "int4 linear": {"head.1": 4, "head.3": 4, "head.5": 4},
     "int2 head.1": {"head.1": 2},
-    "int8 all": {"features.0": 8, "features.2": 8, "head.1": 8, "head.3": 8, "head.5": 8},
+    "int7 all": {"features.0": 7, "features.2": 7, "head.1": 7, "head.3": 7, "head.5": 7},
     "int4 head.1 rank .5": {"head.1": 4},
 }
 

@@ -130,12 +130,12 @@ def main() -> None:
         ]
     variants += [
         (
-            "int8 linears + 4-bit embeddings",
+            "int7 linears (u8s8) + 4-bit embeddings",
             ours(
                 workload,
                 base,
                 {
-                    LayerKind.LINEAR: LayerChoice(weight_bits=8),
+                    LayerKind.LINEAR: LayerChoice(weight_bits=7),
                     LayerKind.EMBEDDING: LayerChoice(weight_bits=4),
                 },
                 1.0,

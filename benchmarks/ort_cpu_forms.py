@@ -28,11 +28,11 @@ from bitprism.workloads import Workload, resolve_workload
 
 FORMS: dict[str, dict[LayerKind, dict[str, float]]] = {
     "fp32": {},
-    "int8 all (ConvInteger + MatMulInteger)": {
-        LayerKind.CONV2D: {"weight_bits": 8},
-        LayerKind.LINEAR: {"weight_bits": 8},
+    "int7 all (u8s8 ConvInteger + MatMulInteger)": {
+        LayerKind.CONV2D: {"weight_bits": 7},
+        LayerKind.LINEAR: {"weight_bits": 7},
     },
-    "int8 linear only (MatMulInteger)": {LayerKind.LINEAR: {"weight_bits": 8}},
+    "int7 linear only (u8s8 MatMulInteger)": {LayerKind.LINEAR: {"weight_bits": 7}},
     "int4 linear (MatMulNBits)": {LayerKind.LINEAR: {"weight_bits": 4}},
     "int2 linear (MatMulNBits)": {LayerKind.LINEAR: {"weight_bits": 2}},
     "int4 linear, rank 0.5": {LayerKind.LINEAR: {"weight_bits": 4, "rank_fraction": 0.5}},
