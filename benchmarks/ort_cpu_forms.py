@@ -28,8 +28,8 @@ from bitprism.workloads import Workload, resolve_workload
 
 FORMS: dict[str, dict[LayerKind, dict[str, float]]] = {
     "fp32": {},
-    "int7 all (u8s8 ConvInteger + MatMulInteger)": {
-        LayerKind.CONV2D: {"weight_bits": 7},
+    "int8 conv (u8u8 ConvInteger) + int7 linear (u8s8 MatMulInteger)": {
+        LayerKind.CONV2D: {"weight_bits": 8},
         LayerKind.LINEAR: {"weight_bits": 7},
     },
     "int7 linear only (u8s8 MatMulInteger)": {LayerKind.LINEAR: {"weight_bits": 7}},

@@ -7,14 +7,16 @@
   full-range int8 weights (measured: integer errors of 1e5). With 7-bit codes a pair sum is at
   most 2 * 255 * 63 < 2^15, exact on every x86 CPU: ``quantize_dynamic``'s ``reduce_range``.
   Full 8-bit codes would need u8u8 (zero point 128), exact but measured 1.5x slower than u8s8
-  on MiniLM with VNNI (BENCHMARKS.md) for 0.04 Spearman, so 8 bits is not offered on Linear or Conv.
+  on MiniLM with VNNI (BENCHMARKS.md) for 0.04 Spearman, so 8 bits is not offered on Linear.
 - Linear, 2/4 bits: ``com.microsoft.MatMulNBits`` with groups of 128 along the input and
   ``accuracy_level=4`` (int8 compute; the fast path). ORT 1.32 has no 3-bit kernel, so 3 is
   not offered.
-- Conv2d, 7 bits: ``DynamicQuantizeLinear`` + ``ConvInteger`` on int8 weights (u8s8, 7-bit
-  codes as above); it takes only a per-tensor weight zero point, which symmetric codes (zero
-  point 0) satisfy, and per-channel scales are applied after. There is no sub-8-bit-class
-  Conv kernel, so nothing narrower is offered.
+- Conv2d, 8 bits: ``DynamicQuantizeLinear`` + ``ConvInteger`` on uint8 weights with zero point
+  128 (u8u8, exact everywhere). Unlike MatMulInteger, ORT's ConvInteger is slow with int8
+  weights: on the digits CNN (VNNI CPU, b32, 1 thread) u8s8 convs ran at 0.23x fp32 and u8u8
+  with the very same codes at 0.66x. It takes only a per-tensor zero point, which symmetric
+  codes shifted by 128 satisfy, and per-channel scales are applied after. There is no
+  sub-8-bit Conv kernel, so none is offered.
 - Low rank: one matmul per factor, each in its own bit width.
 - Embedding tables, 8/4/2 bits: ``com.microsoft.GatherBlockQuantized`` on uint8 data packed as
   for MatMulNBits (zero point 2^(bits-1), low bits first), blocks of up to 128 along each row;
@@ -154,9 +156,9 @@ def _conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
     return [conv], [weight]
 
 
-def _conv_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def _conv_u8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     quantized = _codes(factor)
-    weight = initializer(f"{prefix}/qw", _as_s7(prefix, quantized).reshape(factor.weight.shape))
+    weight = initializer(f"{prefix}/qw", _as_u8(quantized).reshape(factor.weight.shape))
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(1, -1, 1, 1))
     conv = helper.make_node(
         "ConvInteger",
@@ -166,7 +168,7 @@ def _conv_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto
     )
     conv.attribute.extend(node.attribute)
     nodes = [_dynamic_quantize(prefix, x), conv, *_rescale(prefix, scales.name, out)]
-    return nodes, [weight, scales, _s8_zero_point(prefix)]
+    return nodes, [weight, scales, _u8_zero_point(prefix)]
 
 
 def _as_s7(prefix: str, quantized: QuantizedMatrix) -> np.ndarray:
@@ -178,6 +180,15 @@ def _as_s7(prefix: str, quantized: QuantizedMatrix) -> np.ndarray:
 
 def _s8_zero_point(prefix: str) -> onnx.TensorProto:
     return initializer(f"{prefix}/wz", np.array(0, dtype=np.int8))
+
+
+def _as_u8(quantized: QuantizedMatrix) -> np.ndarray:
+    """Symmetric codes shifted into uint8 around zero point 128."""
+    return (quantized.codes.numpy().astype(np.int16) + 128).astype(np.uint8)
+
+
+def _u8_zero_point(prefix: str) -> onnx.TensorProto:
+    return initializer(f"{prefix}/wz", np.array(128, dtype=np.uint8))
 
 
 def _integer_inputs(prefix: str, weight: str) -> list[str]:
@@ -226,7 +237,7 @@ def _codes(factor: Factor) -> QuantizedMatrix:
 
 EMITTERS: dict[LayerKind, dict[int, Emitter]] = {
     LayerKind.LINEAR: {OFF_BITS: _matmul_fp32, 7: _matmul_s8, 4: _matmul_nbits, 2: _matmul_nbits},
-    LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 7: _conv_s8},
+    LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 8: _conv_u8},
     LayerKind.EMBEDDING: {
         OFF_BITS: _gather_fp32,
         8: _gather_blocks,

@@ -32,7 +32,7 @@ def _build(
     candidate = Candidate.from_dict(
         {
             layer.name: LayerChoice(
-                weight_bits=max(b for b in backend.weight_bits(layer) if b <= bits),
+                weight_bits=max((b for b in backend.weight_bits(layer) if b <= bits), default=16),
                 keep=keep if layer.name in leaders else 1.0,
             )
             for layer in layers
@@ -140,7 +140,7 @@ def test_a_pruned_candidate_rebuilds_byte_for_byte(digits, digits_onnx) -> None:
     order = unit_order(digits.model, groups, digits.calibration)
     ctx = EvalContext(digits, layers, digits_onnx, "ort-cpu", "", 0.05, 1.0, tuple(groups), order)
     candidate = Candidate.from_dict(
-        {"features.2": LayerChoice(keep=0.75, weight_bits=7), "head.1": LayerChoice(keep=0.5)}
+        {"features.2": LayerChoice(keep=0.75, weight_bits=8), "head.1": LayerChoice(keep=0.5)}
     )
     first = build_candidate(ctx, candidate).artifact.data
     assert build_candidate(ctx, candidate).artifact.data == first

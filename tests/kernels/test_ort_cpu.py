@@ -35,7 +35,7 @@ def _ops(artifact) -> list[str]:  # type: ignore[no-untyped-def]
 def test_backend_offers_only_kernels_it_has(digits) -> None:
     kinds = {layer.kind: BACKEND.weight_bits(layer) for layer in discover_layers(digits.model)}
     assert sorted(kinds[LayerKind.LINEAR]) == [2, 4, 7, 16]  # no 3-bit MatMulNBits in ORT 1.32
-    assert sorted(kinds[LayerKind.CONV2D]) == [7, 16]  # no sub-8-bit Conv kernel
+    assert sorted(kinds[LayerKind.CONV2D]) == [8, 16]  # no sub-8-bit Conv kernel
 
 
 @pytest.mark.parametrize("bits", [4, 2])
@@ -64,14 +64,14 @@ def test_linear_lowering_matches_pytorch(
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
 
-@pytest.mark.parametrize("bits", [16, 7])
+@pytest.mark.parametrize("bits", [16, 8])
 def test_conv_lowering_matches_pytorch(digits, digits_onnx, bits: int) -> None:
     choice = {"weight_bits": bits, "sparsity": 0.25}
     model, onnx_model, ort_model = _lower(
         digits, digits_onnx, {"features.0": choice, "features.2": choice}
     )
     ops = _ops(onnx_model)
-    assert ops.count("ConvInteger") == (2 if bits == 7 else 0)
+    assert ops.count("ConvInteger") == (2 if bits == 8 else 0)
     assert parity(model, ort_model, digits.calibration).rel_err < 0.02
 
 

@@ -29,7 +29,7 @@ def test_discovers_conv_and_linear_layers(digits) -> None:
 
 def test_space_follows_backend_and_rank_savings(digits) -> None:
     space = build_space(discover_layers(digits.model), BACKEND)
-    assert space.values("features.2", "weight_bits") == (16, 7)
+    assert space.values("features.2", "weight_bits") == (16, 8)
     assert space.values("head.1", "weight_bits") == (16, 7, 4, 2)
     assert space.values("features.2", "rank_fraction") == (1.0,)
     assert space.values("head.1", "rank_fraction") == (1.0, 0.5, 0.25)
@@ -115,13 +115,13 @@ def test_seeds_are_the_uniform_forms_then_each_keep_with_8bit_class_and_4bit_tab
     space = build_space(layers, BACKEND)
     seeds = space.uniform_seeds()
     assert [s["ffn.up"].weight_bits for s in seeds[:3]] == [7, 4, 2]
-    assert [s["conv"].weight_bits for s in seeds[:3]] == [7, 16, 16]  # no sub-8-bit conv
+    assert [s["conv"].weight_bits for s in seeds[:3]] == [8, 16, 16]  # no sub-8-bit conv
     assert [s["emb"].weight_bits for s in seeds[:3]] == [8, 4, 2]
     keeps = seeds[3:]
     assert [s["ffn.up"].keep for s in keeps] == [0.875, 0.75, 0.625, 0.5]
     assert all(s["conv"].keep == s["ffn.up"].keep for s in keeps)
     assert all(s["ffn.down"].keep == 1.0 for s in keeps)  # it consumes; it leads no group
     assert all(
-        (s["emb"].weight_bits, s["ffn.up"].weight_bits, s["conv"].weight_bits) == (4, 7, 7)
+        (s["emb"].weight_bits, s["ffn.up"].weight_bits, s["conv"].weight_bits) == (4, 7, 8)
         for s in keeps
     )
