@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32
 	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32 --workload tests.fixtures:bn_cnn
 	$(BIN)/python benchmarks/minilm_baselines.py --plot docs/minilm_front.png
+	$(BIN)/python benchmarks/openvino_forms.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests
