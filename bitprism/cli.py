@@ -82,6 +82,9 @@ def search(
     output_dir: Annotated[Path | None, typer.Option(help="Where ONNX artifacts go.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Runtime candidates are built for: ort-cpu, openvino-cpu.")
+    ] = None,
     extra_knob: Annotated[
         list[Knob] | None,
         typer.Option(help="Search a knob the backend gains nothing from (e.g. sparsity)."),
@@ -111,6 +114,7 @@ def search(
         "seed": seed,
         "sampler": sampler,
         "output_dir": output_dir,
+        "backend": backend,
         "extra_knobs": extra_knob,
         "trial_timeout_s": trial_timeout,
     }

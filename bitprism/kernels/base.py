@@ -86,6 +86,7 @@ def register_backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[]
 
 def get_backend(name: str) -> Backend:
     """The backend registered as ``name``; ValueError listing the known ones otherwise."""
+    import bitprism.kernels.openvino_cpu  # noqa: F401  (registers "openvino-cpu")
     import bitprism.kernels.ort_cpu  # noqa: F401  (registers "ort-cpu")
 
     if name not in _BACKENDS:

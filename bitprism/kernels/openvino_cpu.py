@@ -1,0 +1,120 @@
+"""OpenVINO CPU backend, first part: true-f32 compute with the weight-only forms OpenVINO keeps
+compressed.
+
+Measured on OpenVINO 2026.4.1 (``benchmarks/openvino_forms.py``): it reads the ONNX Runtime
+contrib ops ``MatMulNBits`` (4 and 2 bits) and ``GatherBlockQuantized`` (4 and 8 bits) and runs
+them as u4/u2 FullyConnected and u4/u8 Gather nodes, so this backend lowers those layers exactly
+as :mod:`bitprism.kernels.ort_lowering` does. ORT's int8 form (DynamicQuantizeLinear +
+MatMulInteger) runs as float in OpenVINO, slower than fp32, so it is not offered; OpenVINO's
+int8 path (Q/DQ with calibrated activation scales) and bf16 compute are not built yet.
+
+Compute is true f32 (``INFERENCE_PRECISION_HINT: f32``; OpenVINO's default is bf16 where the CPU
+has it) and dynamic activation quantisation is off, so a file computes exactly what the PyTorch
+candidate computes and the parity check holds to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import openvino as ov
+import torch
+
+from bitprism.compression.apply import CompressedLayer
+from bitprism.compression.quantize import InputQuant, embedding_block
+from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
+from bitprism.kernels.onnx_export import lower_candidate
+from bitprism.kernels.ort_lowering import lower_layer
+from bitprism.spaces.candidate import OFF_BITS
+from bitprism.spaces.layer import LayerInfo, LayerKind
+
+_OFFERED: dict[LayerKind, tuple[int, ...]] = {
+    LayerKind.LINEAR: (OFF_BITS, 4, 2),  # MatMulNBits -> u4/u2 FullyConnected
+    LayerKind.CONV2D: (OFF_BITS,),
+    LayerKind.EMBEDDING: (OFF_BITS, 8, 4),  # GatherBlockQuantized -> u8/u4 Gather
+}
+
+
+class OpenVinoCpuBackend:
+    """OpenVINO's CPU plugin, f32 compute, weight-only compressed layers."""
+
+    name = "openvino-cpu"
+
+    def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
+        if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:
+            return (OFF_BITS,)
+        if layer.kind is LayerKind.LINEAR and layer.in_features % 128:
+            return (OFF_BITS,)  # MatMulNBits with a partial block is decompressed to f32
+        return _OFFERED[layer.kind]
+
+    def supports_low_rank(self, layer: LayerInfo) -> bool:
+        return layer.kind is LayerKind.LINEAR
+
+    def gains_from(self, knob: str) -> bool:
+        return knob != "sparsity"  # no sparse kernel for these layers
+
+    def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
+        return None  # weights are decompressed; the input is multiplied in f32
+
+    def build(
+        self,
+        base_onnx: bytes,
+        layers: tuple[LayerInfo, ...],
+        compressed: Mapping[str, CompressedLayer],
+    ) -> Artifact:
+        return lower_candidate(base_onnx, layers, compressed, lower_layer)
+
+    def load(self, data: bytes, threads: int) -> OpenVinoModule:
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+        }
+        core = ov.Core()
+        return OpenVinoModule(core.compile_model(core.read_model(model=data), "CPU", config))
+
+
+class OpenVinoModule(RuntimeModule):
+    """A compiled OpenVINO model behind ``forward``."""
+
+    def __init__(self, compiled: ov.CompiledModel) -> None:
+        super().__init__()
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        results = self.request.infer(self._arrays(inputs))
+        tensors = tuple(
+            torch.from_numpy(np.array(results[output])) for output in self.compiled.outputs
+        )
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    def bind(self, inputs: Sequence[torch.Tensor]) -> Callable[[], object]:
+        arrays = self._arrays(inputs)
+        return lambda: self.request.infer(arrays)
+
+    def _arrays(self, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        if len(inputs) != len(self.compiled.inputs):
+            raise ValueError(
+                f"the model takes {len(self.compiled.inputs)} inputs, got {len(inputs)}"
+            )
+        return [t.detach().cpu().numpy() for t in inputs]
+
+
+def runtime_precisions(module: OpenVinoModule) -> dict[str, str]:
+    """Each FullyConnected / Gather node of the compiled model and the precision it runs in
+    (``u4``: weights kept 4-bit; ``f32``: decompressed or float), by original layer names."""
+    found = {}
+    for op in module.compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) in ("FullyConnected", "Gather"):
+            found[info["originalLayersNames"].astype(str)] = info["runtimePrecision"].astype(str)
+    return found
+
+
+@register_backend("openvino-cpu")
+def _make() -> OpenVinoCpuBackend:
+    return OpenVinoCpuBackend()
