@@ -7,18 +7,14 @@ scored, and timed in the same interleaved passes against ORT's fp32 session (b32
 2 threads). The precision column counts the runtime model's FullyConnected / Gather nodes by
 ``runtimePrecision`` (u4 = weights kept 4-bit, f32 = decompressed or float).
 
-    pip install -e '.[bench]'
     .venv/bin/python benchmarks/openvino_forms.py
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
 
-import numpy as np
 import openvino as ov
-import torch
 
 from bitprism.compression.apply import compress_model
 from bitprism.config import LatencySpec
@@ -26,6 +22,7 @@ from bitprism.evaluators.accuracy import score
 from bitprism.evaluators.latency import compare_latency, cpu_flags, timing_inputs
 from bitprism.kernels.base import RuntimeModule, get_backend
 from bitprism.kernels.onnx_export import export_base
+from bitprism.kernels.openvino_cpu import OpenVinoModule
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
 from bitprism.workloads import as_tuple, resolve_workload
@@ -38,23 +35,6 @@ FORMS = {  # name: (Linear bits, Embedding bits), as the ORT backend lowers them
     "int2 MatMulNBits": (2, 16),
     "4-bit embeddings (GatherBlockQuantized)": (16, 4),
 }
-
-
-class OpenVinoModule(RuntimeModule):
-    """A compiled OpenVINO model behind ``forward`` and ``bind``."""
-
-    def __init__(self, compiled: ov.CompiledModel) -> None:
-        super().__init__()
-        self.compiled = compiled
-        self.request = compiled.create_infer_request()
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        out = self.request.infer([t.numpy() for t in inputs])
-        return torch.from_numpy(np.array(out[self.compiled.output(0)]))
-
-    def bind(self, inputs: Sequence[torch.Tensor]) -> Callable[[], object]:
-        arrays = [t.numpy() for t in inputs]
-        return lambda: self.request.infer(arrays)
 
 
 def precisions(compiled: ov.CompiledModel) -> str:
