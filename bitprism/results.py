@@ -279,7 +279,10 @@ class SearchResult:
             job.groups,
             job.unit_order,
         )
-        return build_candidate(ctx, point.candidate).artifact.data
+        try:
+            return build_candidate(ctx, point.candidate).artifact.data
+        except ValueError as exc:  # e.g. a form this version's backend no longer builds
+            raise ExportError(f"{point.label}: its dropped file cannot be rebuilt: {exc}") from None
 
     def workload(self) -> Workload:
         """The job's workload: the one given, else resolved from the stored name.

@@ -9,6 +9,7 @@ evaluators and the search only see this protocol, as Optuna's loop only sees a s
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class Backend(Offers, Protocol):
 
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {}
+# Built-in backends, imported only when asked for: an ORT job never loads OpenVINO.
+_BUILT_IN = {"ort-cpu": "bitprism.kernels.ort_cpu", "openvino-cpu": "bitprism.kernels.openvino_cpu"}
 
 
 def register_backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
@@ -86,9 +89,9 @@ def register_backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[]
 
 def get_backend(name: str) -> Backend:
     """The backend registered as ``name``; ValueError listing the known ones otherwise."""
-    import bitprism.kernels.openvino_cpu  # noqa: F401  (registers "openvino-cpu")
-    import bitprism.kernels.ort_cpu  # noqa: F401  (registers "ort-cpu")
-
+    if name not in _BACKENDS and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])  # registers it
     if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(_BACKENDS))}")
+        known = ", ".join(sorted({*_BACKENDS, *_BUILT_IN}))
+        raise ValueError(f"unknown backend {name!r}; known: {known}")
     return _BACKENDS[name]()

@@ -49,7 +49,13 @@ Emitter = Callable[[str, str, str, Factor, onnx.NodeProto], Emitted]
 def lower_layer(model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
     """Rewrite ``layer``'s node(s) of ``model`` in place into its ORT form."""
     found = find_layer_node(model.graph, layer.name)
-    emit = EMITTERS[layer.kind][compressed.choice.weight_bits]
+    bits = compressed.choice.weight_bits
+    emit = EMITTERS[layer.kind].get(bits)
+    if emit is None:
+        raise ValueError(
+            f"layer {layer.name!r}: no ONNX Runtime form for {bits}-bit {layer.kind.value} "
+            f"weights; offered: {sorted(EMITTERS[layer.kind])}"
+        )
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     current = found.activation

@@ -146,7 +146,11 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> 
             f"{existing.model_hash[:12]} vs {job.model_hash[:12]} now); pick a new job_id"
         )
     if existing.space != job.space.to_dict():
-        raise SpecError(f"job {job_id!r}: the model's layers differ from the stored job's")
+        raise SpecError(
+            f"job {job_id!r}: the model's layers, or the forms the backend offers for them, "
+            "differ from the stored job's (a job from another bitprism version?); pick a new "
+            "job_id"
+        )
     timed = [t.metrics.get("timing_batch") for t in store.trials(job_id) if t.number is None]
     if timed and timed[0] is not None and int(timed[0]) != batch:
         raise SpecError(

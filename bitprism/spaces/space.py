@@ -103,7 +103,9 @@ class SearchSpace:
 
     def _offered(self, knob: str) -> list[Value]:
         """Every value of ``knob`` some layer offers besides no compression, largest first."""
-        values = {v for _, knobs in self.choices for k, vs in knobs if k == knob for v in vs[1:]}
+        off = getattr(LayerChoice(), knob)
+        values = {v for _, knobs in self.choices for k, vs in knobs if k == knob for v in vs}
+        values.discard(off)
         return sorted(values, reverse=True)
 
     def size(self) -> int:

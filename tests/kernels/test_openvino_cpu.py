@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,14 @@ def test_a_digits_job_runs_on_openvino(store_url: str, tmp_path: Path) -> None:
     assert len(trials) == 5 and all(t.verified for t in trials)
     assert all(t.metrics["parity_rel_err"] < 1e-4 for t in trials)
     assert {t.candidate["head.1"].weight_bits for t in trials} >= {16, 4}
+
+
+def test_backends_load_only_when_asked_for() -> None:
+    with pytest.raises(ValueError, match="known: openvino-cpu, ort-cpu"):
+        get_backend("tensorrt")
+    code = (
+        "import sys; from bitprism.kernels.base import get_backend; get_backend('ort-cpu'); "
+        "assert 'openvino' not in sys.modules, 'an ORT job imported OpenVINO'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -113,3 +113,8 @@ def test_batch_one_examples_export_with_a_dynamic_batch(token_mlp) -> None:
     session = make_session(export_base(single), threads=1)
     assert session.get_inputs()[0].shape[0] != 1  # symbolic, not specialised to 1
     assert OrtModule(session)(token_mlp.example_inputs).shape[0] == 16
+
+
+def test_a_width_without_an_ort_kernel_is_named(digits, digits_onnx) -> None:
+    with pytest.raises(ValueError, match="'head.1': no ONNX Runtime form for 8-bit linear"):
+        _lower(digits, digits_onnx, {"head.1": {"weight_bits": 8}})

@@ -125,3 +125,9 @@ def test_seeds_are_the_uniform_forms_then_each_keep_with_8bit_class_and_4bit_tab
         (s["emb"].weight_bits, s["ffn.up"].weight_bits, s["conv"].weight_bits) == (4, 7, 8)
         for s in keeps
     )
+
+
+def test_seeds_follow_overrides_that_drop_the_uncompressed_width() -> None:
+    layers = (LayerInfo("fc", LayerKind.LINEAR, (256, 256), True),)
+    space = build_space(layers, BACKEND, {"fc": {"weight_bits": [7, 4]}})
+    assert [s["fc"].weight_bits for s in space.uniform_seeds()] == [7, 4]
