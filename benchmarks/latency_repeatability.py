@@ -34,7 +34,11 @@ FIXED = {
     "int4 linear": {"head.1": 4, "head.3": 4, "head.5": 4},
     "int2 head.1": {"head.1": 2},
     "int8 conv, int7 linear": {
-        "features.0": 8, "features.2": 8, "head.1": 7, "head.3": 7, "head.5": 7
+        "features.0": 8,
+        "features.2": 8,
+        "head.1": 7,
+        "head.3": 7,
+        "head.5": 7,
     },
     "int4 head.1 rank .5": {"head.1": 4},
 }

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from bitprism.compression.quantize import (
+    InputQuant,
     InputQuantFor,
     QuantizedInput,
     QuantizedMatrix,
@@ -23,17 +25,21 @@ from bitprism.compression.quantize import (
 from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 from bitprism.spaces.knobs import low_rank
 from bitprism.spaces.layer import LayerInfo, LayerKind
+from bitprism.workloads.base import Inputs, as_tuple
 
 
 @dataclass(frozen=True)
 class Factor:
     """One weight matrix of a compressed layer: its effective fp32 values and, if quantised, codes.
 
-    ``weight`` keeps the layer's own weight shape (conv kernels stay 4-D).
+    ``weight`` keeps the layer's own weight shape (conv kernels stay 4-D). ``input_quant`` is
+    how the backend's kernel quantises this matmul's input (with its calibrated scale for a
+    static kind), set by :func:`compress_model`.
     """
 
     weight: torch.Tensor
     quantized: QuantizedMatrix | None
+    input_quant: InputQuant | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ def compress_model(
     layers: tuple[LayerInfo, ...],
     candidate: Candidate,
     input_quant: InputQuantFor | None = None,
+    calibration: Sequence[Inputs] = (),
 ) -> tuple[nn.Module, dict[str, CompressedLayer]]:
     """A compressed deep copy of ``model`` and each changed layer's compressed form.
 
@@ -109,10 +116,13 @@ def compress_model(
     structured pruning (``keep``) is applied before this, by ``structured.prune_model``, so
     ``model`` may already be the pruned one.
     ``input_quant`` (the backend's) says how each quantised matmul's input is quantised at run
-    time; the copy reproduces it, so it computes what the deployed file computes.
+    time; the copy reproduces it, so it computes what the deployed file computes. Static input
+    quantisers are calibrated on ``calibration`` (each input's min and max over all batches,
+    measured with every weight already compressed) and their scales kept in the factors.
     """
     compressed_model = copy.deepcopy(model).eval()
     compressed: dict[str, CompressedLayer] = {}
+    replaced_modules: dict[str, nn.Module] = {}
     for layer in layers:
         choice = candidate[layer.name]
         if dataclasses.replace(choice, keep=1.0).is_identity:  # pruning is done before this
@@ -126,7 +136,42 @@ def compress_model(
         compressed[layer.name] = result
         replaced = _as_module(module, result, layer, input_quant)
         _set_submodule(compressed_model, layer.name, replaced)
+        replaced_modules[layer.name] = replaced
+    _calibrate(compressed_model, calibration)
+    for name, replaced in replaced_modules.items():
+        wrappers = list(replaced) if isinstance(replaced, nn.Sequential) else [replaced]
+        factors = tuple(
+            dataclasses.replace(factor, input_quant=wrapper.quant)
+            if isinstance(wrapper, QuantizedInput)
+            else factor
+            for factor, wrapper in zip(compressed[name].factors, wrappers, strict=True)
+        )
+        compressed[name] = dataclasses.replace(compressed[name], factors=factors)
     return compressed_model, compressed
+
+
+def _calibrate(model: nn.Module, calibration: Sequence[Inputs]) -> None:
+    """Fit every static input quantiser of ``model`` to its inputs' range on ``calibration``."""
+    static = [
+        m for m in model.modules() if isinstance(m, QuantizedInput) and m.quant.needs_calibration
+    ]
+    if not static:
+        return
+    if not calibration:
+        raise ValueError("static input quantisation needs calibration batches; none were given")
+    for wrapper in static:
+        wrapper.observing = True
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                model(*as_tuple(batch))
+    finally:
+        for wrapper in static:
+            wrapper.observing = False
+    for wrapper in static:
+        if wrapper.seen is None:
+            raise ValueError("a statically quantised layer saw no input during calibration")
+        wrapper.quant = wrapper.quant.calibrated(*wrapper.seen)
 
 
 def _as_module(

@@ -6,6 +6,7 @@ very same codes, so parity between the two measures the runtime, not two differe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class InputQuantKind(StrEnum):
 
     PER_TENSOR_U8 = "per_tensor_u8"  # ONNX DynamicQuantizeLinear: asymmetric uint8, one scale
     PER_BLOCK_S8 = "per_block_s8"  # symmetric int8 per row and block of K (MLAS CompInt8)
+    STATIC_U8 = "static_u8"  # asymmetric uint8 with one scale calibrated ahead (QuantizeLinear)
 
 
 @dataclass(frozen=True)
@@ -54,18 +56,32 @@ class InputQuant:
 
     kind: InputQuantKind
     block: int = 0
+    scale: float = 0.0  # STATIC_U8 only: the calibrated scale and zero point
+    zero_point: int = 0
+
+    @property
+    def needs_calibration(self) -> bool:
+        """A static kind whose range has not been measured yet."""
+        return self.kind is InputQuantKind.STATIC_U8 and self.scale == 0.0
+
+    def calibrated(self, low: float, high: float) -> InputQuant:
+        """This static quantiser fitted to inputs seen in [``low``, ``high``]: the uint8 grid
+        spans the range with zero exactly representable (as ONNX's QuantizeLinear wants)."""
+        low_t, high_t = torch.tensor(min(low, 0.0)), torch.tensor(max(high, 0.0))
+        scale, zero = _u8_grid(low_t, high_t)
+        if scale == 0.0:  # an all-zero input: any scale represents it exactly
+            scale, zero = 1.0, 0
+        return dataclasses.replace(self, scale=scale, zero_point=zero)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` quantised and dequantised as the kernel sees it."""
         if self.kind is InputQuantKind.PER_TENSOR_U8:
-            low = torch.clamp(x.min(), max=0.0)
-            high = torch.clamp(x.max(), min=0.0)
-            scale = (high - low) / 255.0
-            if float(scale) == 0.0:
-                return x
-            zero = torch.clamp(torch.round(-low / scale), 0, 255)
-            codes = torch.clamp(torch.round(x / scale) + zero, 0, 255)
-            return (codes - zero) * scale
+            step, zero = _u8_grid(torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0))
+            return x if step == 0.0 else _fake_u8(x, step, zero)
+        if self.kind is InputQuantKind.STATIC_U8:
+            if self.needs_calibration:
+                raise ValueError("a static input quantiser was used before calibration")
+            return _fake_u8(x, self.scale, self.zero_point)
         k = x.shape[-1]
         blocks = math.ceil(k / self.block)
         padded = nn.functional.pad(x, (0, blocks * self.block - k))
@@ -76,19 +92,47 @@ class InputQuant:
         return (codes * scale).reshape(*x.shape[:-1], blocks * self.block)[..., :k]
 
 
+def _u8_grid(low: torch.Tensor, high: torch.Tensor) -> tuple[float, int]:
+    """Scale and zero point of the uint8 grid over [low <= 0, high >= 0], in float32 as the
+    runtime computes them (DynamicQuantizeLinear's formula)."""
+    scale = (high.float() - low.float()) / 255.0
+    if float(scale) == 0.0:
+        return 0.0, 0
+    zero = torch.clamp(torch.round(-low.float() / scale), 0, 255)
+    return float(scale), int(zero)
+
+
+def _fake_u8(x: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    """``x`` rounded (half to even, as QuantizeLinear) onto the uint8 grid and back."""
+    step = torch.tensor(scale, dtype=torch.float32)
+    codes = torch.clamp(torch.round(x / step) + zero, 0, 255)
+    return (codes - zero) * step
+
+
 # (layer, weight bits, weight group size) -> the input quantisation its kernel applies, if any
 InputQuantFor = Callable[[LayerInfo, int, int], InputQuant | None]
 
 
 class QuantizedInput(nn.Module):
-    """Runs ``inner`` on its input as the runtime's integer kernel quantises it."""
+    """Runs ``inner`` on its input as the runtime's integer kernel quantises it.
+
+    While ``observing`` (calibration), the input passes unquantised and its range is recorded.
+    """
 
     def __init__(self, inner: nn.Module, quant: InputQuant) -> None:
         super().__init__()
         self.inner = inner
         self.quant = quant
+        self.observing = False
+        self.seen: tuple[float, float] | None = None  # (min, max) while observing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observing:
+            low, high = float(x.min()), float(x.max())
+            if self.seen is not None:
+                low, high = min(low, self.seen[0]), max(high, self.seen[1])
+            self.seen = (low, high)
+            return self.inner(x)
         return self.inner(self.quant.apply(x))
 
 

@@ -87,7 +87,9 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
             source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
         )
         base = export_base(dataclasses.replace(ctx.workload, model=source))
-    torch_model, compressed = compress_model(source, ctx.layers, candidate, backend.input_quant)
+    torch_model, compressed = compress_model(
+        source, ctx.layers, candidate, backend.input_quant, ctx.workload.calibration
+    )
     return BuiltCandidate(backend.build(base, ctx.layers, compressed), torch_model, source)
 
 

@@ -1,12 +1,12 @@
-"""OpenVINO CPU backend, first part: true-f32 compute with the weight-only forms OpenVINO keeps
-compressed.
+"""OpenVINO CPU backend: static int8 (QDQ with calibrated input scales) and the weight-only
+forms OpenVINO keeps compressed, in true f32 compute.
 
 Measured on OpenVINO 2026.4.1 (``benchmarks/openvino_forms.py``): it reads the ONNX Runtime
 contrib ops ``MatMulNBits`` (4 and 2 bits) and ``GatherBlockQuantized`` (4 and 8 bits) and runs
-them as u4/u2 FullyConnected and u4/u8 Gather nodes, so this backend lowers those layers exactly
-as :mod:`bitprism.kernels.ort_lowering` does. ORT's int8 form (DynamicQuantizeLinear +
-MatMulInteger) runs as float in OpenVINO, slower than fp32, so it is not offered; OpenVINO's
-int8 path (Q/DQ with calibrated activation scales) and bf16 compute are not built yet.
+them as u4/u2 FullyConnected and u4/u8 Gather nodes. ORT's dynamic int8 form
+(DynamicQuantizeLinear + MatMulInteger) runs as float in OpenVINO, slower than fp32, so int8 is
+lowered as QDQ with a static input scale calibrated per candidate instead
+(:mod:`bitprism.kernels.openvino_lowering`), which runs as integer FullyConnected / Convolution.
 
 Compute is true f32 (``INFERENCE_PRECISION_HINT: f32``; OpenVINO's default is bf16 where the CPU
 has it) and dynamic activation quantisation is off, so a file computes exactly what the PyTorch
@@ -22,31 +22,28 @@ import openvino as ov
 import torch
 
 from bitprism.compression.apply import CompressedLayer
-from bitprism.compression.quantize import InputQuant, embedding_block
+from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_block
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
-from bitprism.kernels.ort_lowering import lower_layer
+from bitprism.kernels.openvino_lowering import EMITTERS, INT8_BITS, lower_layer
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
-_OFFERED: dict[LayerKind, tuple[int, ...]] = {
-    LayerKind.LINEAR: (OFF_BITS, 4, 2),  # MatMulNBits -> u4/u2 FullyConnected
-    LayerKind.CONV2D: (OFF_BITS,),
-    LayerKind.EMBEDDING: (OFF_BITS, 8, 4),  # GatherBlockQuantized -> u8/u4 Gather
-}
+_BLOCKED_BITS = (4, 2)  # MatMulNBits: a partial block of 128 is decompressed to f32
 
 
 class OpenVinoCpuBackend:
-    """OpenVINO's CPU plugin, f32 compute, weight-only compressed layers."""
+    """OpenVINO's CPU plugin, f32 compute, static int8 and weight-only compressed layers."""
 
     name = "openvino-cpu"
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:
             return (OFF_BITS,)
+        offered = tuple(EMITTERS[layer.kind])
         if layer.kind is LayerKind.LINEAR and layer.in_features % 128:
-            return (OFF_BITS,)  # MatMulNBits with a partial block is decompressed to f32
-        return _OFFERED[layer.kind]
+            return tuple(b for b in offered if b not in _BLOCKED_BITS)
+        return offered
 
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
@@ -55,7 +52,9 @@ class OpenVinoCpuBackend:
         return knob != "sparsity"  # no sparse kernel for these layers
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
-        return None  # weights are decompressed; the input is multiplied in f32
+        if bits == INT8_BITS and layer.kind is not LayerKind.EMBEDDING:
+            return InputQuant(InputQuantKind.STATIC_U8)  # QuantizeLinear, calibrated scale
+        return None  # 4/2-bit weights are decompressed and multiplied by the f32 input
 
     def build(
         self,
@@ -105,12 +104,12 @@ class OpenVinoModule(RuntimeModule):
 
 
 def runtime_precisions(module: OpenVinoModule) -> dict[str, str]:
-    """Each FullyConnected / Gather node of the compiled model and the precision it runs in
+    """Each FullyConnected / Convolution / Gather node of the compiled model and its precision
     (``u4``: weights kept 4-bit; ``f32``: decompressed or float), by original layer names."""
     found = {}
     for op in module.compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
-        if info["layerType"].astype(str) in ("FullyConnected", "Gather"):
+        if info["layerType"].astype(str) in ("FullyConnected", "Convolution", "Gather"):
             found[info["originalLayersNames"].astype(str)] = info["runtimePrecision"].astype(str)
     return found
 

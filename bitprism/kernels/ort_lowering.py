@@ -28,7 +28,7 @@ must be exactly those of the PyTorch candidate; ORT's quantisers choose their ow
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -46,15 +46,30 @@ Emitted = tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
 Emitter = Callable[[str, str, str, Factor, onnx.NodeProto], Emitted]
 
 
+Emitters = Mapping[LayerKind, Mapping[int, Emitter]]
+
+
 def lower_layer(model: onnx.ModelProto, layer: LayerInfo, compressed: CompressedLayer) -> None:
     """Rewrite ``layer``'s node(s) of ``model`` in place into its ORT form."""
+    lower_with(EMITTERS, "ONNX Runtime", model, layer, compressed)
+
+
+def lower_with(
+    emitters: Emitters,
+    runtime: str,
+    model: onnx.ModelProto,
+    layer: LayerInfo,
+    compressed: CompressedLayer,
+) -> None:
+    """Rewrite ``layer``'s node(s) of ``model`` in place with ``emitters`` (``runtime``'s forms),
+    one emitted op chain per factor, then the bias."""
     found = find_layer_node(model.graph, layer.name)
     bits = compressed.choice.weight_bits
-    emit = EMITTERS[layer.kind].get(bits)
+    emit = emitters[layer.kind].get(bits)
     if emit is None:
         raise ValueError(
-            f"layer {layer.name!r}: no ONNX Runtime form for {bits}-bit {layer.kind.value} "
-            f"weights; offered: {sorted(EMITTERS[layer.kind])}"
+            f"layer {layer.name!r}: no {runtime} form for {bits}-bit {layer.kind.value} "
+            f"weights; offered: {sorted(emitters[layer.kind])}"
         )
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -90,13 +105,13 @@ def pack_nbits(quantized: QuantizedMatrix) -> tuple[np.ndarray, np.ndarray]:
     return packed, quantized.scales.numpy().astype(np.float32).reshape(-1)
 
 
-def _matmul_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def matmul_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     weight = initializer(f"{prefix}/w", factor.weight.numpy().T)
     return [helper.make_node("MatMul", [x, weight.name], [out], name=f"{prefix}/matmul")], [weight]
 
 
-def _matmul_nbits(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
-    quantized = _codes(factor)
+def matmul_nbits(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+    quantized = codes(factor)
     packed, scales = pack_nbits(quantized)
     inits = [initializer(f"{prefix}/qw", packed), initializer(f"{prefix}/scales", scales)]
     matmul = helper.make_node(
@@ -114,13 +129,13 @@ def _matmul_nbits(prefix: str, x: str, out: str, factor: Factor, node: onnx.Node
     return [matmul], inits
 
 
-def _gather_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def gather_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     table = initializer(f"{prefix}/table", factor.weight.numpy())
     return [helper.make_node("Gather", [table.name, x], [out], name=f"{prefix}/gather")], [table]
 
 
-def _gather_blocks(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
-    quantized = _codes(factor)
+def gather_blocks(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+    quantized = codes(factor)
     packed, scales = pack_nbits(quantized)
     rows = quantized.codes.shape[0]
     inits = [
@@ -142,8 +157,8 @@ def _gather_blocks(prefix: str, x: str, out: str, factor: Factor, node: onnx.Nod
 
 
 def _matmul_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
-    quantized = _codes(factor)
-    weight = initializer(f"{prefix}/qw", _as_s7(prefix, quantized).T)
+    quantized = codes(factor)
+    weight = initializer(f"{prefix}/qw", as_s7(prefix, quantized).T)
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(-1))
     integer = helper.make_node(
         "MatMulInteger",
@@ -155,7 +170,7 @@ def _matmul_s8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
     return nodes, [weight, scales, _s8_zero_point(prefix)]
 
 
-def _conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
+def conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
     weight = initializer(f"{prefix}/w", factor.weight.numpy())
     conv = helper.make_node("Conv", [x, weight.name], [out], name=f"{prefix}/conv")
     conv.attribute.extend(node.attribute)
@@ -163,7 +178,7 @@ def _conv_fp32(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodePro
 
 
 def _conv_u8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto) -> Emitted:
-    quantized = _codes(factor)
+    quantized = codes(factor)
     weight = initializer(f"{prefix}/qw", _as_u8(quantized).reshape(factor.weight.shape))
     scales = initializer(f"{prefix}/scales", quantized.scales.numpy().reshape(1, -1, 1, 1))
     conv = helper.make_node(
@@ -177,7 +192,7 @@ def _conv_u8(prefix: str, x: str, out: str, factor: Factor, node: onnx.NodeProto
     return nodes, [weight, scales, _u8_zero_point(prefix)]
 
 
-def _as_s7(prefix: str, quantized: QuantizedMatrix) -> np.ndarray:
+def as_s7(prefix: str, quantized: QuantizedMatrix) -> np.ndarray:
     """The codes as int8, checked to be 7-bit (u8s8 pair sums saturate above that)."""
     if quantized.bits > 7:
         raise ValueError(f"{prefix}: u8s8 integer kernels saturate without VNNI above 7 bits")
@@ -235,19 +250,19 @@ def _bias_initializer(layer: LayerInfo, compressed: CompressedLayer) -> onnx.Ten
     return initializer(f"bp/{layer.name}/bias", bias.numpy().reshape(shape))
 
 
-def _codes(factor: Factor) -> QuantizedMatrix:
+def codes(factor: Factor) -> QuantizedMatrix:
     if factor.quantized is None:
         raise ValueError("a quantised emitter got an fp32 factor")
     return factor.quantized
 
 
 EMITTERS: dict[LayerKind, dict[int, Emitter]] = {
-    LayerKind.LINEAR: {OFF_BITS: _matmul_fp32, 7: _matmul_s8, 4: _matmul_nbits, 2: _matmul_nbits},
-    LayerKind.CONV2D: {OFF_BITS: _conv_fp32, 8: _conv_u8},
+    LayerKind.LINEAR: {OFF_BITS: matmul_fp32, 7: _matmul_s8, 4: matmul_nbits, 2: matmul_nbits},
+    LayerKind.CONV2D: {OFF_BITS: conv_fp32, 8: _conv_u8},
     LayerKind.EMBEDDING: {
-        OFF_BITS: _gather_fp32,
-        8: _gather_blocks,
-        4: _gather_blocks,
-        2: _gather_blocks,
+        OFF_BITS: gather_fp32,
+        8: gather_blocks,
+        4: gather_blocks,
+        2: gather_blocks,
     },
 }

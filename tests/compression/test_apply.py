@@ -11,7 +11,8 @@ from bitprism.compression.apply import (
     quantize_symmetric,
     truncated_svd,
 )
-from bitprism.spaces.candidate import Candidate
+from bitprism.compression.quantize import InputQuant, InputQuantKind
+from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import discover_layers
 
 
@@ -94,3 +95,34 @@ def test_shared_weights_are_left_fp32_with_a_reason() -> None:
     kept, skipped = lowerable_layers(export_base(workload), layers)
     assert [layer.name for layer in kept] == ["out"]
     assert set(skipped) == {"a", "b"} and all(skipped.values())
+
+
+def _static(layer, bits: int, group: int) -> InputQuant | None:  # type: ignore[no-untyped-def]
+    return InputQuant(InputQuantKind.STATIC_U8)
+
+
+def test_static_input_quantisers_are_calibrated_on_the_batches(digits) -> None:
+    layers = discover_layers(digits.model)
+    candidate = Candidate.from_dict({"head.3": LayerChoice(weight_bits=7)})
+    batches = digits.calibration[:2]
+    model, compressed = compress_model(digits.model, layers, candidate, _static, batches)
+    seen = []
+    hook = digits.model.head[3].register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        for batch in batches:
+            digits.model(batch)
+    hook.remove()
+    inputs = torch.cat(seen)  # after a ReLU: the range is [0, max]
+    quant = compressed["head.3"].factors[0].input_quant
+    assert quant is not None and quant.zero_point == 0
+    assert quant.scale == pytest.approx(float(inputs.max()) / 255, rel=1e-6)
+    # The copy runs the quantiser: its input is on the uint8 grid.
+    codes = model.head[3].quant.apply(inputs) / quant.scale
+    assert torch.allclose(codes, codes.round(), atol=1e-3) and int(codes.max().round()) == 255
+
+
+def test_static_input_quantisation_without_batches_is_refused(digits) -> None:
+    layers = discover_layers(digits.model)
+    candidate = Candidate.from_dict({"head.3": LayerChoice(weight_bits=7)})
+    with pytest.raises(ValueError, match="needs calibration batches"):
+        compress_model(digits.model, layers, candidate, _static)

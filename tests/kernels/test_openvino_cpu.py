@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from bitprism.compression.apply import compress_model
 from bitprism.config import build_spec
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.kernels.base import get_backend
+from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.openvino_cpu import OpenVinoModule, runtime_precisions
 from bitprism.search.driver import run_job
 from bitprism.search.store import Store
@@ -22,10 +25,43 @@ from bitprism.workloads import Workload
 BACKEND = get_backend("openvino-cpu")
 
 
-def test_offers_only_what_openvino_keeps_compressed(digits) -> None:
+def test_offers_only_what_openvino_runs_compressed(digits) -> None:
     kinds = {layer.kind: BACKEND.weight_bits(layer) for layer in discover_layers(digits.model)}
-    assert kinds[LayerKind.LINEAR] == (16, 4, 2)  # not ORT's int7: OpenVINO runs it as float
-    assert kinds[LayerKind.CONV2D] == (16,)
+    assert kinds[LayerKind.LINEAR] == (16, 7, 4, 2)
+    assert kinds[LayerKind.CONV2D] == (16, 7)  # static int8 only: no low-bit conv kernel
+
+
+def test_static_int8_runs_as_integer_layers_and_exact(digits, digits_onnx) -> None:
+    layers = discover_layers(digits.model)
+    every = Candidate.from_dict({layer.name: LayerChoice(weight_bits=7) for layer in layers})
+    model, compressed = compress_model(
+        digits.model, layers, every, BACKEND.input_quant, digits.calibration
+    )
+    quants = [f.input_quant for layer in compressed.values() for f in layer.factors]
+    assert quants and all(q is not None and q.scale > 0 for q in quants)  # calibrated
+    deployed = BACKEND.load(BACKEND.build(digits_onnx, layers, compressed).data, threads=1)
+    ran = runtime_precisions(deployed)  # two convs and three linears
+    assert len(ran) == 5 and set(ran.values()) == {"u8"}, ran  # integer kernels, not float
+    # Pixels lie on a 1/16 grid, so some land exactly halfway between two uint8 codes, where
+    # OpenVINO's FakeQuantize (x times 1/scale) and QuantizeLinear (x / scale) may round
+    # apart; a wrong scale, zero point or a saturating kernel moves the output by far more.
+    assert parity(model, deployed, digits.calibration).rel_err < 1e-2
+    assert score(digits, deployed) == pytest.approx(score(digits, model), abs=0.3)
+
+
+def test_static_int8_is_exact_on_continuous_inputs() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(384, 512), nn.GELU(), nn.Linear(512, 384)).eval()
+    batches = [torch.randn(64, 384) for _ in range(3)]
+    workload = Workload("mlp", model, lambda m: 0.0, batches[0], calibration=batches[:2])
+    layers = discover_layers(model)
+    every = Candidate.from_dict({layer.name: LayerChoice(weight_bits=7) for layer in layers})
+    quantized, compressed = compress_model(
+        model, layers, every, BACKEND.input_quant, workload.calibration
+    )
+    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    check = parity(quantized, deployed, batches, model)  # batches[2] goes beyond the range
+    assert check.rel_err < 1e-3 < check.drift  # float rounding, at most a flipped code or two
 
 
 @pytest.mark.parametrize("bits", [4, 2])
@@ -43,8 +79,6 @@ def test_low_bit_linears_run_compressed_and_exact(digits, digits_onnx, bits: int
 
 
 def test_embedding_tables_are_gathered_compressed(tiny_encoder: Workload) -> None:
-    from bitprism.kernels.onnx_export import export_base
-
     tables = [x for x in discover_layers(tiny_encoder.model) if x.kind is LayerKind.EMBEDDING]
     candidate = Candidate.from_dict({x.name: LayerChoice(weight_bits=4) for x in tables})
     model, compressed = compress_model(tiny_encoder.model, tuple(tables), candidate)
