@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bitprism.config import Knob, Objective, Sampler
+from bitprism.config import Knob, Objective, Precision, Sampler
 from bitprism.tables import Rows, print_rows, score_digits
 
 app = typer.Typer(
@@ -85,6 +85,10 @@ def search(
     backend: Annotated[
         str | None, typer.Option(help="Runtime candidates are built for: ort-cpu, openvino-cpu.")
     ] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(help="What candidates compute in (bf16: openvino-cpu on a bf16 CPU)."),
+    ] = None,
     extra_knob: Annotated[
         list[Knob] | None,
         typer.Option(help="Search a knob the backend gains nothing from (e.g. sparsity)."),
@@ -115,6 +119,7 @@ def search(
         "sampler": sampler,
         "output_dir": output_dir,
         "backend": backend,
+        "precision": precision,
         "extra_knobs": extra_knob,
         "trial_timeout_s": trial_timeout,
     }
@@ -176,6 +181,8 @@ def status(
             "job": result.job_id,
             "status": result.job.status.value,
             "workload": result.job.workload,
+            "backend": result.spec.backend,
+            "precision": result.spec.precision.value,
             "trials_asked": result.spec.trials,
             "trials": counts,
             "error": result.job.error,
@@ -190,6 +197,7 @@ def status(
         f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
         f"{result.job.workload}, {len(searched)} of {result.spec.trials} trials finished or running"
     )
+    console.print(f"  runtime: {result.spec.runtime_label()}")
     console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))
     for row in rows:
         if row["state"] != "complete" and row["error"]:
@@ -302,7 +310,8 @@ def _timed_at(result: Any) -> str:
     """``batch 32, 1 thread``: the batch is the one the job really timed."""
     reference = result.reference
     batch = None if reference is None else reference.metrics.get("timing_batch")
-    return str(result.spec.latency.describe(None if batch is None else int(batch)))
+    timing = result.spec.latency.describe(None if batch is None else int(batch))
+    return f"{timing}, {result.spec.runtime_label()}"
 
 
 def _export(result: Any, output: Path, limits: Any, by: Objective, fp32_if_none: bool) -> None:

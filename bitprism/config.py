@@ -32,6 +32,17 @@ class Objective(StrEnum):
         return "minimize" if self is Objective.WEIGHT_BYTES else "maximize"
 
 
+class Precision(StrEnum):
+    """The float precision a backend computes in (``INFERENCE_PRECISION_HINT`` on OpenVINO).
+
+    The fp32 reference is always computed and timed in fp32; a ``bf16`` job builds and times
+    its candidates, the uncompressed model among them, in bf16.
+    """
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
 class Sampler(StrEnum):
     """Optuna samplers a job may use."""
 
@@ -122,6 +133,7 @@ class JobSpec(_Strict):
     store: str = "sqlite:///bitprism.db"
     output_dir: Path = Path("bitprism-runs")
     backend: str = "ort-cpu"
+    precision: Precision = Precision.FP32
     overrides: dict[str, dict[Knob, tuple[float, ...]]] = Field(default_factory=dict)
     extra_knobs: tuple[Knob, ...] = ()
     latency: LatencySpec = LatencySpec()
@@ -133,6 +145,12 @@ class JobSpec(_Strict):
     # False: ONNX files no Pareto point uses are deleted after each timing round (their
     # records and sha256 stay; a file is rebuilt from its candidate when asked for).
     keep_all_files: bool = False
+
+    def runtime_label(self) -> str:
+        """E.g. ``openvino-cpu, bf16 (the fp32 reference in fp32)``: where latencies come from."""
+        if self.precision is Precision.FP32:
+            return f"{self.backend}, fp32"
+        return f"{self.backend}, {self.precision.value} (the fp32 reference in fp32)"
 
     @field_validator("job_id")
     @classmethod

@@ -212,7 +212,11 @@ class SearchResult:
         for point in points[:EXPORT_ATTEMPTS]:
             data = self.onnx_file(point)
             fp32, chosen = compare_files(
-                [ref_data, data], workload, self.spec.latency, self.spec.backend
+                [ref_data, data],
+                workload,
+                self.spec.latency,
+                self.spec.backend,
+                self.spec.precision,
             )
             tolerance = RESCORE_TOLERANCE * max(abs(reference.accuracy), 1e-9)
             if chosen.accuracy is not None and abs(chosen.accuracy - point.accuracy) > tolerance:
@@ -264,21 +268,10 @@ class SearchResult:
         return data
 
     def _rebuild(self, point: ParetoPoint) -> bytes:
-        from bitprism.evaluators.worker import EvalContext, build_candidate
-        from bitprism.search.prepare import prepare_job
+        from bitprism.evaluators.worker import build_candidate
+        from bitprism.search.prepare import eval_context, prepare_job
 
-        job = prepare_job(self.spec, self.workload())
-        ctx = EvalContext(
-            job.workload,
-            job.space.layers,
-            job.base_onnx,
-            self.spec.backend,
-            str(job.artifact_dir),
-            self.spec.parity_tolerance,
-            self.spec.parity_drift_share,
-            job.groups,
-            job.unit_order,
-        )
+        ctx = eval_context(self.spec, prepare_job(self.spec, self.workload()))
         try:
             return build_candidate(ctx, point.candidate).artifact.data
         except ValueError as exc:  # e.g. a form this version's backend no longer builds

@@ -66,7 +66,7 @@ def cpu_flags() -> str:
     Machines of one kind differ (VNNI, AVX512-BF16 or not) and int8 kernels depend on it, so
     absolute times compare only within one run on one CPU.
     """
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:

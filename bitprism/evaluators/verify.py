@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bitprism.config import LatencySpec
+from bitprism.config import LatencySpec, Precision
 from bitprism.evaluators.accuracy import score
 from bitprism.evaluators.latency import Comparison, compare_latency, timing_inputs
-from bitprism.kernels.base import get_backend
+from bitprism.evaluators.worker import load_against_fp32
 from bitprism.workloads.base import Workload, as_tuple
 
 
@@ -25,14 +25,15 @@ def compare_files(
     workload: Workload,
     latency: LatencySpec,
     backend: str,
+    precision: Precision = Precision.FP32,
     with_accuracy: bool = True,
 ) -> list[FileReport]:
     """Load each file in ``backend``'s stock runtime, time all in interleaved passes, score each.
 
-    ``files[0]`` is the fp32 reference every speed-up is relative to.
+    ``files[0]`` is the fp32 reference every speed-up is relative to, computed in fp32; the
+    others compute in ``precision``.
     """
-    runtime = get_backend(backend)
-    modules = [runtime.load(data, latency.threads) for data in files]
+    modules = load_against_fp32(backend, files, latency.threads, precision)
     inputs = timing_inputs(as_tuple(workload.example_inputs), latency.batch)
     timings = compare_latency(modules, inputs, latency)
     return [

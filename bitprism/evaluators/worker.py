@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +22,10 @@ from torch import nn
 
 from bitprism.compression.apply import compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
-from bitprism.config import LatencySpec
+from bitprism.config import LatencySpec, Precision
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.evaluators.latency import Comparison, compare_latency
-from bitprism.kernels.base import Artifact, get_backend
+from bitprism.kernels.base import Artifact, RuntimeModule, get_backend
 from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerInfo
@@ -37,7 +37,8 @@ class EvalContext:
     """What every trial of a job shares; shipped to each worker once.
 
     ``groups`` and ``unit_order`` are the structured-pruning groups and their units ranked by
-    importance (computed once per job on the calibration data).
+    importance (computed once per job on the calibration data); ``precision`` is what the
+    candidates compute in (the fp32 reference always computes in fp32).
     """
 
     workload: Workload
@@ -49,6 +50,7 @@ class EvalContext:
     parity_drift_share: float
     groups: tuple[PruneGroup, ...] = ()
     unit_order: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    precision: Precision = Precision.FP32
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,21 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
     return BuiltCandidate(backend.build(base, ctx.layers, compressed), torch_model, source)
 
 
-def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
+def evaluate_candidate(
+    ctx: EvalContext, candidate: Candidate, reference: bool = False
+) -> TrialOutcome:
     """Build ``candidate`` exactly as it would be deployed, score it and check parity.
 
-    Runs on one core (one of several evaluations at once); latency is taken later by
-    :func:`time_files`, with nothing else running.
+    The fp32 ``reference`` is loaded in fp32 whatever the job's precision. Runs on one core
+    (one of several evaluations at once); latency is taken later by :func:`time_files`, with
+    nothing else running.
     """
     torch.set_num_threads(1)
     built = build_candidate(ctx, candidate)
     data = built.artifact.data
     path, sha256 = write_artifact(Path(ctx.artifact_dir), data, built.artifact.suffix)
-    deployed = get_backend(ctx.backend).load(data, threads=1)
+    precision = Precision.FP32 if reference else ctx.precision
+    deployed = get_backend(ctx.backend).load(data, threads=1, precision=precision)
     accuracy = score(ctx.workload, deployed)
     # Drift is measured from the (pruned) fp32 source: how far quantisation moved the output.
     check = parity(built.torch_model, deployed, ctx.workload.calibration, built.source)
@@ -127,12 +133,29 @@ def evaluate_candidate(ctx: EvalContext, candidate: Candidate) -> TrialOutcome:
 
 
 def time_files(
-    backend: str, latency: LatencySpec, inputs: tuple[torch.Tensor, ...], paths: list[str]
+    backend: str,
+    latency: LatencySpec,
+    inputs: tuple[torch.Tensor, ...],
+    paths: list[str],
+    precision: Precision = Precision.FP32,
 ) -> list[Comparison]:
-    """Time ``backend``'s files at ``paths`` against ``paths[0]`` (the fp32 file), interleaved."""
-    runtime = get_backend(backend)
-    modules = [runtime.load(Path(p).read_bytes(), latency.threads) for p in paths]
+    """Time ``backend``'s files at ``paths`` against ``paths[0]`` (the fp32 file, computed in
+    fp32; the others in ``precision``), interleaved."""
+    modules = load_against_fp32(
+        backend, [Path(p).read_bytes() for p in paths], latency.threads, precision
+    )
     return compare_latency(modules, inputs, latency)
+
+
+def load_against_fp32(
+    backend: str, files: Sequence[bytes], threads: int, precision: Precision
+) -> list[RuntimeModule]:
+    """``files[0]`` (the fp32 reference) loaded to compute in fp32, the rest in ``precision``."""
+    runtime = get_backend(backend)
+    return [
+        runtime.load(data, threads, Precision.FP32 if i == 0 else precision)
+        for i, data in enumerate(files)
+    ]
 
 
 def write_artifact(folder: Path, data: bytes, suffix: str = ".onnx") -> tuple[Path, str]:

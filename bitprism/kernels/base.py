@@ -20,6 +20,7 @@ from torch import nn
 
 from bitprism.compression.apply import CompressedLayer
 from bitprism.compression.quantize import InputQuant
+from bitprism.config import Precision
 from bitprism.spaces.layer import LayerInfo
 from bitprism.spaces.offer import Offers
 
@@ -50,7 +51,12 @@ class RuntimeModule(nn.Module, ABC):
 
 
 class Backend(Offers, Protocol):
-    """One target runtime (ONNX Runtime CPU, OpenVINO CPU, torch CUDA ...)."""
+    """One target runtime (ONNX Runtime CPU, OpenVINO CPU, torch CUDA ...).
+
+    ``precisions`` are the float precisions it can compute in, fp32 first.
+    """
+
+    precisions: tuple[Precision, ...]
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         """How this backend's kernel for ``bits``-bit weights quantises the layer's input at
@@ -67,8 +73,11 @@ class Backend(Offers, Protocol):
         backend's real form. Deterministic: the same inputs give the same bytes."""
         ...
 
-    def load(self, data: bytes, threads: int) -> RuntimeModule:
-        """An artifact of this backend, loaded to run on ``threads`` CPU threads."""
+    def load(
+        self, data: bytes, threads: int, precision: Precision = Precision.FP32
+    ) -> RuntimeModule:
+        """An artifact of this backend, loaded to run on ``threads`` CPU threads computing in
+        ``precision`` (one of :attr:`precisions`; ValueError if this machine cannot)."""
         ...
 
 

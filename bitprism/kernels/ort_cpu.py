@@ -15,6 +15,7 @@ import torch
 
 from bitprism.compression.apply import CompressedLayer
 from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_block
+from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
 from bitprism.kernels.ort_lowering import EMITTERS, lower_layer
@@ -26,6 +27,7 @@ class OrtCpuBackend:
     """Kernels of stock ``onnxruntime`` on the CPU execution provider."""
 
     name = "ort-cpu"
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:
@@ -56,7 +58,9 @@ class OrtCpuBackend:
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
-    def load(self, data: bytes, threads: int) -> OrtModule:
+    def load(self, data: bytes, threads: int, precision: Precision = Precision.FP32) -> OrtModule:
+        if precision is not Precision.FP32:
+            raise ValueError(f"ort-cpu computes in fp32 only, not {precision.value}")
         return OrtModule(make_session(data, threads))
 
 

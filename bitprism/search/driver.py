@@ -24,11 +24,11 @@ from optuna.trial import TrialState as OptunaState
 
 from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
-from bitprism.evaluators.worker import EvalContext, write_artifact
+from bitprism.evaluators.worker import write_artifact
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import RayPool
-from bitprism.search.prepare import PreparedJob, prepare_job
+from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.workloads.base import Workload, as_tuple
@@ -44,6 +44,7 @@ IDENTITY_FIELDS = frozenset(
         "seed",
         "sampler",
         "backend",
+        "precision",
         "overrides",
         "extra_knobs",
         "latency",
@@ -79,17 +80,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         _check_resume(store, spec, job, batch=inputs[0].shape[0])
         study = _study(spec)
         _recover(store, study, job_id, spec)
-        ctx = EvalContext(
-            job.workload,
-            job.space.layers,
-            job.base_onnx,
-            spec.backend,
-            str(job.artifact_dir),
-            spec.parity_tolerance,
-            spec.parity_drift_share,
-            job.groups,
-            job.unit_order,
-        )
+        ctx = eval_context(spec, job)
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)
         try:

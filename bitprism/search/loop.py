@@ -18,7 +18,7 @@ import optuna
 import torch
 from optuna.trial import TrialState as OptunaState
 
-from bitprism.config import JobSpec
+from bitprism.config import JobSpec, Precision
 from bitprism.evaluators.worker import TrialOutcome, evaluate_candidate, time_files
 from bitprism.search.parallel import Done, RayPool
 from bitprism.search.pareto import pareto_front
@@ -61,7 +61,13 @@ class SearchLoop:
         self.pending: dict[int, _Pending] = {}
         self.untimed: list[tuple[_Pending, TrialOutcome]] = []  # evaluated, awaiting timing
         records = store.trials(self.job_id)
-        self.done = {r.candidate.digest(): r for r in records if r.state is TrialState.COMPLETE}
+        # In a bf16 job the uncompressed candidate is not the fp32 reference: it computes in bf16.
+        reusable = spec.precision is Precision.FP32
+        self.done = {
+            r.candidate.digest(): r
+            for r in records
+            if r.state is TrialState.COMPLETE and (reusable or r.role is TrialRole.SEARCH)
+        }
         self.finished = sum(
             r.role is TrialRole.SEARCH and r.state in (TrialState.COMPLETE, TrialState.FAILED)
             for r in records
@@ -113,7 +119,10 @@ class SearchLoop:
         """A new job measures the forms a user would try by hand first (int8, int4 ...)."""
         if self.study.get_trials(deepcopy=False):
             return
-        for seed in self.space.uniform_seeds()[: self.spec.trials]:
+        seeds = self.space.uniform_seeds()
+        if self.spec.precision is not Precision.FP32:  # the lower precision alone comes first
+            seeds.insert(0, self.space.baseline())
+        for seed in seeds[: self.spec.trials]:
             self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
 
     def _round_size(self) -> int:
@@ -123,7 +132,7 @@ class SearchLoop:
         """Evaluate and time the fp32 model first; any failure stops the job at once."""
         baseline = self.space.baseline()
         row = self.store.start_trial(self.job_id, None, TrialRole.REFERENCE, baseline)
-        self.pool.submit(evaluate_candidate, row, self.ctx_ref, baseline)
+        self.pool.submit(evaluate_candidate, row, self.ctx_ref, baseline, True)
         done = self.pool.wait_one()
         if done.error is None and not done.value.verified:
             done = Done(row, error=f"the fp32 ONNX file itself is {done.value.note}")
@@ -181,7 +190,12 @@ class SearchLoop:
             raise RuntimeError("a timing round needs the measured fp32 reference")
         paths = [self.reference.artifact.path, *(outcome.onnx_path for _, outcome in batch)]
         done = self.pool.run_exclusive(
-            time_files, self.spec.backend, self.spec.latency, self.timing_inputs, paths
+            time_files,
+            self.spec.backend,
+            self.spec.latency,
+            self.timing_inputs,
+            paths,
+            self.spec.precision,
         )
         for i, (pending, outcome) in enumerate(batch):
             if done.error is not None:
@@ -227,7 +241,8 @@ class SearchLoop:
         record = TrialRecord(
             number, role, TrialState.COMPLETE, pending.candidate, metrics, True, artifact=artifact
         )
-        self.done.setdefault(pending.candidate.digest(), record)
+        if role is TrialRole.SEARCH or self.spec.precision is Precision.FP32:
+            self.done.setdefault(pending.candidate.digest(), record)
         if pending.trial is not None:
             self.study.tell(pending.trial, [metrics[o.value] for o in self.spec.objectives])
         bar.advance(pending.trial is not None, metrics=metrics)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from bitprism.compression.fold import fold_batchnorm
 from bitprism.compression.structured import PruneGroup, find_groups, unit_order
-from bitprism.config import JobSpec, SpecError
-from bitprism.kernels.base import get_backend
+from bitprism.config import JobSpec, Precision, SpecError
+from bitprism.evaluators.worker import EvalContext
+from bitprism.kernels.base import Backend, get_backend
 from bitprism.kernels.onnx_export import export_base, lowerable_layers
 from bitprism.paths import writable_dir
 from bitprism.search.store import check_store_url
@@ -57,6 +58,7 @@ def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
     evaluated = dataclasses.replace(workload, model=folded)
     base_path = output_dir / "models" / f"{model_hash[:16]}-e{EXPORT_VERSION}" / "base.onnx"
     base = base_path.read_bytes() if base_path.is_file() else export_base(evaluated)
+    _check_precision(spec, backend, base)
     discovered = discover_layers(folded)
     if not discovered:
         raise SpecError(
@@ -88,6 +90,36 @@ def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
         groups=tuple(groups),
         unit_order=order,
     )
+
+
+def eval_context(spec: JobSpec, job: PreparedJob) -> EvalContext:
+    """What every trial of the job shares, as shipped to the workers."""
+    return EvalContext(
+        job.workload,
+        job.space.layers,
+        job.base_onnx,
+        spec.backend,
+        str(job.artifact_dir),
+        spec.parity_tolerance,
+        spec.parity_drift_share,
+        job.groups,
+        job.unit_order,
+        spec.precision,
+    )
+
+
+def _check_precision(spec: JobSpec, backend: Backend, base: bytes) -> None:
+    """The job's precision is one the backend offers and this machine computes in."""
+    if spec.precision not in backend.precisions:
+        offered = ", ".join(p.value for p in backend.precisions)
+        raise SpecError(
+            f"precision: {spec.backend} computes in {offered}, not {spec.precision.value}"
+        )
+    if spec.precision is not Precision.FP32:
+        try:
+            backend.load(base, threads=1, precision=spec.precision)
+        except ValueError as exc:
+            raise SpecError(f"precision: {exc}") from None
 
 
 def _prune_groups(

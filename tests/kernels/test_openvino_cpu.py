@@ -11,12 +11,14 @@ import torch
 from torch import nn
 
 from bitprism.compression.apply import compress_model
-from bitprism.config import build_spec
+from bitprism.config import Precision, SpecError, build_spec
 from bitprism.evaluators.accuracy import parity, score
+from bitprism.evaluators.latency import cpu_flags
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.openvino_cpu import OpenVinoModule, runtime_precisions
 from bitprism.search.driver import run_job
+from bitprism.search.schema import TrialRole
 from bitprism.search.store import Store
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
@@ -106,8 +108,8 @@ def test_a_digits_job_runs_on_openvino(store_url: str, tmp_path: Path) -> None:
     run_job(spec, progress=False)
     trials = Store(store_url).trials("ov")
     assert len(trials) == 5 and all(t.verified for t in trials)
-    assert all(t.metrics["parity_rel_err"] < 1e-4 for t in trials)
-    assert {t.candidate["head.1"].weight_bits for t in trials} >= {16, 4}
+    assert all(t.metrics["parity_rel_err"] < 1e-2 for t in trials)  # see the static int8 test
+    assert {t.candidate["head.1"].weight_bits for t in trials} >= {16, 7, 4}
 
 
 def test_backends_load_only_when_asked_for() -> None:
@@ -119,3 +121,52 @@ def test_backends_load_only_when_asked_for() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# What OpenVINO needs for bf16 arithmetic; the developers' machines differ on it.
+BF16_CPU = any(flag in cpu_flags().split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def test_bf16_is_computed_or_refused_never_silently_f32(digits_onnx) -> None:
+    if BF16_CPU:
+        deployed = BACKEND.load(digits_onnx, threads=1, precision=Precision.BF16)
+        assert deployed.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"
+    else:
+        with pytest.raises(ValueError, match="cannot compute in bf16 on this CPU"):
+            BACKEND.load(digits_onnx, threads=1, precision=Precision.BF16)
+    f32 = BACKEND.load(digits_onnx, threads=1)  # OpenVINO's own default would be bf16
+    assert f32.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    with pytest.raises(ValueError, match="ort-cpu computes in fp32 only"):
+        get_backend("ort-cpu").load(digits_onnx, threads=1, precision=Precision.BF16)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_a_bf16_job_times_bf16_against_a_true_fp32_reference(store_url: str, tmp_path) -> None:
+    fields = {
+        "workload": "digits-cnn",
+        "backend": "openvino-cpu",
+        "precision": "bf16",
+        "trials": 3,
+        "workers": 2,
+        "store": store_url,
+        "output_dir": str(tmp_path / "runs"),
+        "job_id": "bf16",
+        "latency": {"repeats": 5, "passes": 3},
+    }
+    if not BF16_CPU:
+        with pytest.raises(SpecError, match="precision: OpenVINO cannot compute in bf16"):
+            run_job(build_spec(fields), progress=False)
+        assert not (tmp_path / "store.db").exists() and not (tmp_path / "runs").exists()
+        return
+    with pytest.raises(SpecError, match="precision: ort-cpu computes in fp32, not bf16"):
+        run_job(build_spec({**fields, "backend": "ort-cpu"}), progress=False)
+    run_job(build_spec(fields), progress=False)
+    trials = Store(store_url).trials("bf16")
+    reference, uncompressed = trials[0], trials[1]
+    assert reference.role is TrialRole.REFERENCE and trials[1].role is TrialRole.SEARCH
+    # The same candidate and the same file, but computed in bf16: measured, not reused.
+    assert uncompressed.candidate == reference.candidate
+    assert reference.metrics["parity_rel_err"] < 1e-5  # the reference computes in f32
+    assert 1e-4 < uncompressed.metrics["parity_rel_err"] < 0.05  # bf16 rounding
+    assert all(t.verified for t in trials)

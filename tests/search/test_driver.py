@@ -328,7 +328,8 @@ def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
     assert _search_numbers(Store(store_url)) == [0, 1, 2]
 
 
-def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino-cpu"])
+def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path, backend: str) -> None:
     """The `make demo` path on fewer trials: a front, and a verified export within 1 point."""
     from bitprism.kernels.base import get_backend
     from bitprism.results import SearchResult
@@ -337,12 +338,19 @@ def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path) -> None:
     # int8 conv is measured slower than fp32 on the CPUs seen so far (BENCHMARKS.md): fixing
     # the convs to fp32 spares the search learning that, so 40 trials reliably find the front.
     fp32_convs = {"features.*": {"weight_bits": [16]}}
-    spec = _spec(store_url, tmp_path, workload="digits-cnn", trials=40, overrides=fp32_convs)
+    spec = _spec(
+        store_url,
+        tmp_path,
+        workload="digits-cnn",
+        trials=40,
+        overrides=fp32_convs,
+        backend=backend,
+    )
     result = SearchResult(run_job(spec, progress=False), store_url)
     assert len(result.pareto) >= 3
     report = result.export(tmp_path / "best.onnx")  # the defaults: within 1%, not slower
     digits = resolve_workload("digits-cnn")
-    accuracy = digits.evaluate(get_backend("ort-cpu").load(report.path.read_bytes(), threads=1))
+    accuracy = digits.evaluate(get_backend(backend).load(report.path.read_bytes(), threads=1))
     assert accuracy == pytest.approx(report.point.accuracy, abs=0.01)
     assert result.reference is not None and not report.point.is_reference
     assert accuracy >= 0.99 * result.reference.accuracy
