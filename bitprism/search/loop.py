@@ -90,7 +90,8 @@ class SearchLoop:
                     f"{len(self.space.layers)} layers, {self.space.size():.3g} candidates; "
                     f"{self.spec.trials} trials on {self.spec.workers} Ray workers "
                     f"({self.finished} already done); timed at "
-                    f"{self.spec.latency.describe(int(self.timed_at['timing_batch']))}"
+                    f"{self.spec.latency.describe(int(self.timed_at['timing_batch']))} "
+                    f"in {self.spec.runtime_label()}"
                 )
                 for note in notes:
                     bar.announce(f"[yellow]{note}[/yellow]")
