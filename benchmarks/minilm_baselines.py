@@ -287,8 +287,9 @@ def plot(
         print(f"\nno plot: matplotlib is missing (pip install -e '.[bench]'); {path} not written")
         return
     floor = scores[0] * 0.92
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    markers = iter("sD^v<>PX*hH+xd1234")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
+    markers = iter("sD^v<>PX*hHpd8")
+    colors = iter(["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"] * 3)
     hidden = 0
     for i, name in enumerate(names):
         if scores[i] < floor:
@@ -299,7 +300,7 @@ def plot(
             if name.startswith("bitprism") and "ort-cpu" in name
             else {"marker": "o", "color": "tab:orange", "label": "bitprism front, OpenVINO"}
             if name.startswith("bitprism")
-            else {"marker": next(markers), "s": 60, "label": name}
+            else {"marker": next(markers), "color": next(colors), "s": 60, "label": name}
         )
         for ax, x in ((axes[0], speedups[i]), (axes[1], sizes[0] / sizes[i])):
             ax.scatter(x, scores[i], **style)
@@ -312,13 +313,13 @@ def plot(
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=4, fontsize=8)
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(
         "MiniLM-L6 / STS-B: bitprism fronts and stock baselines (dotted: 1% below fp32; "
         f"{hidden} front points below {floor:.1f} not drawn)",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     print(f"\nplot written to {path}")

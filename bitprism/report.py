@@ -60,7 +60,7 @@ def point_row(point: ParetoPoint, reference: ParetoPoint) -> Row:
         "latency_ms": point.latency_ms,
         "weight_bytes": int(point.weight_bytes),
         "smaller_x": reference.weight_bytes / point.weight_bytes,
-        "choices": choice_summary(point.candidate),
+        "choices": choice_summary(point.candidate) + _float_note(m),
     }
 
 
@@ -106,6 +106,12 @@ def layer_rows(trial: TrialRecord, layer_order: list[str]) -> list[Row]:
             }
         )
     return rows
+
+
+def _float_note(metrics: dict[str, float]) -> str:
+    """``; 4 run in float`` when the runtime decompressed quantised layers (else nothing)."""
+    count = int(metrics.get("float_layers", 0))
+    return f"; {count} run in float" if count else ""
 
 
 def _short(value: float) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bitprism.compression.apply import compress_model
+from bitprism.compression.apply import CompressedLayer, compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
 from bitprism.config import LatencySpec, Precision
 from bitprism.evaluators.accuracy import parity, score
@@ -76,6 +76,7 @@ class BuiltCandidate:
     artifact: Artifact
     torch_model: nn.Module
     source: nn.Module
+    compressed: Mapping[str, CompressedLayer]
 
 
 def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
@@ -92,7 +93,8 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
     torch_model, compressed = compress_model(
         source, ctx.layers, candidate, backend.input_quant, ctx.workload.calibration
     )
-    return BuiltCandidate(backend.build(base, ctx.layers, compressed), torch_model, source)
+    artifact = backend.build(base, ctx.layers, compressed)
+    return BuiltCandidate(artifact, torch_model, source, compressed)
 
 
 def evaluate_candidate(
@@ -109,7 +111,8 @@ def evaluate_candidate(
     data = built.artifact.data
     path, sha256 = write_artifact(Path(ctx.artifact_dir), data, built.artifact.suffix)
     precision = Precision.FP32 if reference else ctx.precision
-    deployed = get_backend(ctx.backend).load(data, threads=1, precision=precision)
+    runtime = get_backend(ctx.backend)
+    deployed = runtime.load(data, threads=1, precision=precision)
     accuracy = score(ctx.workload, deployed)
     # Drift is measured from the (pruned) fp32 source: how far quantisation moved the output.
     check = parity(built.torch_model, deployed, ctx.workload.calibration, built.source)
@@ -118,6 +121,8 @@ def evaluate_candidate(
         "accuracy": accuracy,
         "weight_bytes": float(built.artifact.weight_bytes),
         "file_bytes": float(len(data)),
+        # quantised in the file, decompressed to float by the runtime: smaller, not faster
+        "float_layers": float(runtime.float_layers(deployed, built.compressed)),
         **check.metrics(),
     }
     note = (

@@ -33,6 +33,7 @@ from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
 _HINTS = {Precision.FP32: ov.Type.f32, Precision.BF16: ov.Type.bf16}
+_INTEGER_WEIGHTS = ("u8", "i8", "u4", "i4", "u2")  # not i32/i64: index and shape Gathers
 _BLOCKED_BITS = (4, 2)  # MatMulNBits: a partial block of 128 is decompressed to f32
 
 
@@ -68,6 +69,19 @@ class OpenVinoCpuBackend:
         compressed: Mapping[str, CompressedLayer],
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
+
+    def float_layers(
+        self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]
+    ) -> int:
+        """Quantised factors built minus the FullyConnected / Convolution / Gather nodes that run
+        on integer weights in the runtime model (e.g. 4-bit weights with a partial block of 128
+        are decompressed to f32). Counted, not named: a decompressed node keeps no name of the
+        layer it came from."""
+        if not isinstance(module, OpenVinoModule):
+            raise TypeError(f"not an OpenVINO module: {type(module).__name__}")
+        built = sum(f.quantized is not None for c in compressed.values() for f in c.factors)
+        ran = sum(p in _INTEGER_WEIGHTS for p in runtime_precisions(module).values())
+        return max(built - ran, 0)
 
     def load(
         self, data: bytes, threads: int, precision: Precision = Precision.FP32

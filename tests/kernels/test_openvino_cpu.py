@@ -44,6 +44,7 @@ def test_static_int8_runs_as_integer_layers_and_exact(digits, digits_onnx) -> No
     deployed = BACKEND.load(BACKEND.build(digits_onnx, layers, compressed).data, threads=1)
     ran = runtime_precisions(deployed)  # two convs and three linears
     assert len(ran) == 5 and set(ran.values()) == {"u8"}, ran  # integer kernels, not float
+    assert BACKEND.float_layers(deployed, compressed) == 0
     # Pixels lie on a 1/16 grid, so some land exactly halfway between two uint8 codes, where
     # OpenVINO's FakeQuantize (x times 1/scale) and QuantizeLinear (x / scale) may round
     # apart; a wrong scale, zero point or a saturating kernel moves the output by far more.
@@ -87,6 +88,7 @@ def test_embedding_tables_are_gathered_compressed(tiny_encoder: Workload) -> Non
     data = BACKEND.build(export_base(tiny_encoder), tuple(tables), compressed).data
     deployed = BACKEND.load(data, threads=1)
     assert "u4" in runtime_precisions(deployed).values()
+    assert BACKEND.float_layers(deployed, compressed) == 0
     assert parity(model, deployed, tiny_encoder.calibration).rel_err < 1e-5
 
 
@@ -170,3 +172,17 @@ def test_a_bf16_job_times_bf16_against_a_true_fp32_reference(store_url: str, tmp
     assert reference.metrics["parity_rel_err"] < 1e-5  # the reference computes in f32
     assert 1e-4 < uncompressed.metrics["parity_rel_err"] < 0.05  # bf16 rounding
     assert all(t.verified for t in trials)
+
+
+def test_layers_the_runtime_decompresses_are_reported() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 192), nn.ReLU(), nn.Linear(192, 8)).eval()
+    x = torch.randn(16, 256)
+    workload = Workload("mlp", model, lambda m: 0.0, x, calibration=[x])
+    layers = discover_layers(model)
+    # 4-bit on both: blocks of 128 fit 256 inputs; 192 leaves a partial block, which OpenVINO
+    # decompresses to f32 (why the backend does not offer it; a pruned layer can end up so).
+    four = Candidate.from_dict({layer.name: LayerChoice(weight_bits=4) for layer in layers})
+    _, compressed = compress_model(model, layers, four)
+    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    assert BACKEND.float_layers(deployed, compressed) == 1
