@@ -73,9 +73,7 @@ class Backend(Offers, Protocol):
         backend's real form. Deterministic: the same inputs give the same bytes."""
         ...
 
-    def float_layers(
-        self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]
-    ) -> int:
+    def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         """How many quantised matmuls / lookups of ``compressed`` the loaded ``module`` runs in
         float nevertheless (decompressed at load time), as far as the runtime tells; 0 if it
         cannot tell."""

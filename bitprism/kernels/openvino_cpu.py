@@ -70,9 +70,7 @@ class OpenVinoCpuBackend:
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
-    def float_layers(
-        self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]
-    ) -> int:
+    def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         """Quantised factors built minus the FullyConnected / Convolution / Gather nodes that run
         on integer weights in the runtime model (e.g. 4-bit weights with a partial block of 128
         are decompressed to f32). Counted, not named: a decompressed node keeps no name of the

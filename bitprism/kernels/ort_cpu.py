@@ -58,9 +58,7 @@ class OrtCpuBackend:
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
-    def float_layers(
-        self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]
-    ) -> int:
+    def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         return 0  # ORT reports no per-node precision; benchmarks/ort_cpu_forms.py times forms
 
     def load(self, data: bytes, threads: int, precision: Precision = Precision.FP32) -> OrtModule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,41 @@ def test_layers_the_runtime_decompresses_are_reported() -> None:
     _, compressed = compress_model(model, layers, four)
     deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
     assert BACKEND.float_layers(deployed, compressed) == 1
+
+
+def int7_error_and_kernel() -> tuple[float, str]:
+    """The static int8 file's error against its PyTorch candidate, and the kernel OpenVINO ran
+    its FullyConnected layers with (run in a subprocess with a capped instruction set)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(384, 512), nn.GELU(), nn.Linear(512, 384)).eval()
+    x = torch.randn(64, 384) * 3 + 2  # wide uint8 codes: where int16 pair sums would overflow
+    workload = Workload("mlp", model, lambda m: 0.0, x, calibration=[x])
+    layers = discover_layers(model)
+    every = Candidate.from_dict({layer.name: LayerChoice(weight_bits=7) for layer in layers})
+    quantized, compressed = compress_model(model, layers, every, BACKEND.input_quant, [x])
+    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    assert isinstance(deployed, OpenVinoModule)
+    error = parity(quantized, deployed, [x]).rel_err  # runs it: kernels are chosen on first use
+    kernels = {
+        op.get_rt_info()["layerType"].astype(str)
+        + " "
+        + op.get_rt_info()["primitiveType"].astype(str)
+        for op in deployed.compiled.get_runtime_model().get_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "FullyConnected"
+    }
+    return error, ",".join(sorted(kernels))
+
+
+def test_static_int8_is_exact_on_cpus_without_vnni() -> None:
+    # oneDNN's kernels capped at AVX2 stand in for a CPU without VNNI or AVX512: there u8 x i8
+    # products are summed in pairs in saturating int16 (full 8-bit codes: 8.5% error).
+    code = (
+        "from tests.kernels.test_openvino_cpu import int7_error_and_kernel as f; "
+        "print(*f(), sep='|')"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    error, kernels = done.stdout.strip().splitlines()[-1].split("|")
+    assert "avx512" not in kernels and "I8" in kernels.upper(), kernels  # the cap took effect
+    assert float(error) < 1e-5
