@@ -243,6 +243,58 @@ def show(
     print_rows(console, (f"{job} trial {trial}", rows, {"caption": caption}), False, csv_out)
 
 
+@app.command()
+def sensitivity(
+    workload: Annotated[str, typer.Option(help="Built-in name or pkg.mod:factory.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Data file for workloads that take one (minilm-stsb).")
+    ] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Local model folder (hf-encoder).")] = None,
+    batches: Annotated[int, typer.Option(help="Calibration batches the loss is taken on.")] = 2,
+    probes: Annotated[int, typer.Option(help="Most Hutchinson probes.")] = 32,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+) -> None:
+    """Per-layer Hessian trace (Hutchinson) of the distillation loss to fp32: which layers a
+    compression hurts most per weight."""
+    from rich.progress import Progress
+
+    from bitprism.spaces.sensitivity.measure import layer_sensitivity
+    from bitprism.workloads.registry import resolve_workload
+
+    with _errors():
+        if probes < 2:
+            raise ValueError(f"--probes must be at least 2, got {probes}")
+        bundle = resolve_workload(workload, data=data, model_dir=model_dir)
+        quiet = json_out or csv_out
+        with Progress(console=console, transient=True, disable=quiet) as bar:
+            task = bar.add_task("Hutchinson probes", total=probes)
+            traces = layer_sensitivity(
+                bundle,
+                batches=batches,
+                max_probes=probes,
+                on_probe=lambda k: bar.update(task, completed=k),
+            )
+    rows = [
+        {
+            "layer": t.name,
+            "params": t.params,
+            "trace_per_weight": t.mean,
+            "trace": t.trace,
+            "rel_se": t.rel_se,
+            "probes": t.probes,
+        }
+        for t in traces
+    ]
+    caption = (
+        f"Tr(H) of the distillation loss to fp32 on {batches} calibration batch(es); "
+        "higher per weight = more sensitive"
+    )
+    print_rows(
+        console, (f"sensitivity of {bundle.name}", rows, {"caption": caption}), json_out, csv_out
+    )
+
+
 @app.command("export")
 def export_cmd(
     job: str,

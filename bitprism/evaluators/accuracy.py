@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bitprism.workloads.base import Inputs, Workload, as_tuple
+from bitprism.workloads.base import Inputs, Workload, as_tuple, flat_outputs
 
 DRIFT_CAP = 0.25  # a candidate that moved its output further than this gains no more leeway
 
@@ -83,9 +83,9 @@ def parity(
     max_err, diff_sq, ref_sq, drift_sq = 0.0, 0.0, 0.0, 0.0
     with torch.no_grad():
         for batch in batches:
-            ref_out = _flat(reference(*as_tuple(batch)))
-            cand_out = _flat(candidate(*as_tuple(batch)))
-            orig_out = _flat(original(*as_tuple(batch))) if original is not None else None
+            ref_out = flat_outputs(reference(*as_tuple(batch)))
+            cand_out = flat_outputs(candidate(*as_tuple(batch)))
+            orig_out = flat_outputs(original(*as_tuple(batch))) if original is not None else None
             if len(ref_out) != len(cand_out):
                 raise ValueError(f"output count differs: {len(ref_out)} vs {len(cand_out)}")
             for i, (r, c) in enumerate(zip(ref_out, cand_out, strict=True)):
@@ -100,13 +100,3 @@ def parity(
         return Parity(math.inf, math.inf, 0.0)
     scale = math.sqrt(ref_sq) if ref_sq else 1.0
     return Parity(max_err, math.sqrt(diff_sq) / scale, math.sqrt(drift_sq) / scale)
-
-
-def _flat(outputs: object) -> list[torch.Tensor]:
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    if isinstance(outputs, (tuple, list)):
-        return [t for o in outputs for t in _flat(o)]
-    if isinstance(outputs, dict):
-        return [t for k in sorted(outputs) for t in _flat(outputs[k])]
-    raise ValueError(f"model output of type {type(outputs).__name__} cannot be compared")

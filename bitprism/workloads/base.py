@@ -76,6 +76,18 @@ class Workload:
         return tuple((0,) for _ in as_tuple(self.example_inputs))
 
 
+def flat_outputs(outputs: object) -> list[torch.Tensor]:
+    """A model's outputs as a flat list of tensors (tuples, lists and dicts unpacked, dict keys
+    in sorted order), so two models' outputs can be compared element by element."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, (tuple, list)):
+        return [t for o in outputs for t in flat_outputs(o)]
+    if isinstance(outputs, dict):
+        return [t for k in sorted(outputs) for t in flat_outputs(outputs[k])]
+    raise ValueError(f"model output of type {type(outputs).__name__} cannot be compared")
+
+
 def as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:
     """Positional model inputs as a tuple, whether one tensor or several were given."""
     return inputs if isinstance(inputs, tuple) else (inputs,)

@@ -1,0 +1,1 @@
+"""Per-layer sensitivity: how much the task loss rises when a layer's weights are perturbed."""
