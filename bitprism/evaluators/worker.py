@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,11 +91,24 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
             source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
         )
         base = export_base(dataclasses.replace(ctx.workload, model=source))
-    torch_model, compressed = compress_model(
-        source, ctx.layers, candidate, backend.input_quant, ctx.workload.calibration
-    )
+    with _one_thread():  # calibrated scales must not depend on who builds (worker or export)
+        torch_model, compressed = compress_model(
+            source, ctx.layers, candidate, backend.input_quant, ctx.workload.calibration
+        )
     artifact = backend.build(base, ctx.layers, compressed)
     return BuiltCandidate(artifact, torch_model, source, compressed)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread, as the workers do: a float reduction split across threads may
+    round differently, and a static input scale that moved by one ulp would change the file."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_candidate(
