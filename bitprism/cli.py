@@ -281,7 +281,7 @@ def sensitivity(
             "params": t.params,
             "trace_per_weight": t.mean,
             "trace": t.trace,
-            "rel_se": t.rel_se,
+            "rel_se_pct": 100 * t.rel_se,
             "probes": t.probes,
         }
         for t in traces
