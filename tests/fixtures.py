@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+from bitprism.config import JobSpec, build_spec
 from bitprism.workloads.base import Workload
+
+
+def job_spec(store_url: str, tmp_path: Path, **fields: Any) -> JobSpec:
+    """A small, quickly timed job on ``token_mlp`` in ``tmp_path``; ``fields`` override."""
+    base = {
+        "workload": "tests.fixtures:token_mlp",
+        "trials": 4,
+        "workers": 2,
+        "store": store_url,
+        "output_dir": str(tmp_path / "runs"),
+        "job_id": "job",
+        "latency": {"repeats": 5, "passes": 3},
+    }
+    return build_spec({**base, **fields})
 
 
 class TokenMLP(nn.Module):

@@ -61,12 +61,10 @@ class SearchLoop:
         self.pending: dict[int, _Pending] = {}
         self.untimed: list[tuple[_Pending, TrialOutcome]] = []  # evaluated, awaiting timing
         records = store.trials(self.job_id)
-        # In a bf16 job the uncompressed candidate is not the fp32 reference: it computes in bf16.
-        reusable = spec.precision is Precision.FP32
         self.done = {
             r.candidate.digest(): r
             for r in records
-            if r.state is TrialState.COMPLETE and (reusable or r.role is TrialRole.SEARCH)
+            if r.state is TrialState.COMPLETE and self._reusable(r.role)
         }
         self.finished = sum(
             r.role is TrialRole.SEARCH and r.state in (TrialState.COMPLETE, TrialState.FAILED)
@@ -115,6 +113,11 @@ class SearchLoop:
         except KeyboardInterrupt:
             self._interrupt()
             raise
+
+    def _reusable(self, role: TrialRole) -> bool:
+        """Whether a trial's measurement may stand for a repeat of its candidate: not the
+        reference's in a bf16 job, where the same candidate computes in another precision."""
+        return role is TrialRole.SEARCH or self.spec.precision is Precision.FP32
 
     def _seed(self) -> None:
         """A new job measures the forms a user would try by hand first (int8, int4 ...)."""
@@ -242,7 +245,7 @@ class SearchLoop:
         record = TrialRecord(
             number, role, TrialState.COMPLETE, pending.candidate, metrics, True, artifact=artifact
         )
-        if role is TrialRole.SEARCH or self.spec.precision is Precision.FP32:
+        if self._reusable(role):
             self.done.setdefault(pending.candidate.digest(), record)
         if pending.trial is not None:
             self.study.tell(pending.trial, [metrics[o.value] for o in self.spec.objectives])

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bitprism.compression.apply import compress_model
-from bitprism.config import Precision, SpecError, build_spec
+from bitprism.config import Precision, SpecError
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.evaluators.latency import cpu_flags
 from bitprism.kernels.base import get_backend
@@ -24,6 +24,7 @@ from bitprism.search.store import Store
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
 from bitprism.workloads import Workload
+from tests.fixtures import job_spec
 
 BACKEND = get_backend("openvino-cpu")
 
@@ -96,18 +97,7 @@ def test_embedding_tables_are_gathered_compressed(tiny_encoder: Workload) -> Non
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_a_digits_job_runs_on_openvino(store_url: str, tmp_path: Path) -> None:
-    spec = build_spec(
-        {
-            "workload": "digits-cnn",
-            "backend": "openvino-cpu",
-            "trials": 4,
-            "workers": 2,
-            "store": store_url,
-            "output_dir": str(tmp_path / "runs"),
-            "job_id": "ov",
-            "latency": {"repeats": 5, "passes": 3},
-        }
-    )
+    spec = job_spec(store_url, tmp_path, workload="digits-cnn", backend="openvino-cpu", job_id="ov")
     run_job(spec, progress=False)
     trials = Store(store_url).trials("ov")
     assert len(trials) == 5 and all(t.verified for t in trials)
@@ -146,25 +136,15 @@ def test_bf16_is_computed_or_refused_never_silently_f32(digits_onnx) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_a_bf16_job_times_bf16_against_a_true_fp32_reference(store_url: str, tmp_path) -> None:
-    fields = {
-        "workload": "digits-cnn",
-        "backend": "openvino-cpu",
-        "precision": "bf16",
-        "trials": 3,
-        "workers": 2,
-        "store": store_url,
-        "output_dir": str(tmp_path / "runs"),
-        "job_id": "bf16",
-        "latency": {"repeats": 5, "passes": 3},
-    }
+    fields = {"workload": "digits-cnn", "precision": "bf16", "trials": 3, "job_id": "bf16"}
     if not BF16_CPU:
         with pytest.raises(SpecError, match="precision: OpenVINO cannot compute in bf16"):
-            run_job(build_spec(fields), progress=False)
+            run_job(job_spec(store_url, tmp_path, backend="openvino-cpu", **fields), progress=False)
         assert not (tmp_path / "store.db").exists() and not (tmp_path / "runs").exists()
         return
     with pytest.raises(SpecError, match="precision: ort-cpu computes in fp32, not bf16"):
-        run_job(build_spec({**fields, "backend": "ort-cpu"}), progress=False)
-    run_job(build_spec(fields), progress=False)
+        run_job(job_spec(store_url, tmp_path, **fields), progress=False)
+    run_job(job_spec(store_url, tmp_path, backend="openvino-cpu", **fields), progress=False)
     trials = Store(store_url).trials("bf16")
     reference, uncompressed = trials[0], trials[1]
     assert reference.role is TrialRole.REFERENCE and trials[1].role is TrialRole.SEARCH

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import torch
 
-from bitprism.config import JobSpec, SpecError, build_spec
+from bitprism.config import SpecError
 from bitprism.search import lease
 from bitprism.search.driver import run_job
 from bitprism.search.lease import JobBusyError
@@ -19,21 +19,9 @@ from bitprism.search.loop import ReferenceFailed
 from bitprism.search.schema import JobStatus, TrialRole, TrialState
 from bitprism.search.store import Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
+from tests.fixtures import job_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
-
-
-def _spec(store_url: str, tmp_path: Path, **fields) -> JobSpec:  # type: ignore[no-untyped-def]
-    base = {
-        "workload": "tests.fixtures:token_mlp",
-        "trials": 4,
-        "workers": 2,
-        "store": store_url,
-        "output_dir": str(tmp_path / "runs"),
-        "job_id": "job",
-        "latency": {"repeats": 5, "passes": 3},
-    }
-    return build_spec({**base, **fields})
 
 
 def _search_numbers(store: Store) -> list[int]:
@@ -43,7 +31,7 @@ def _search_numbers(store: Store) -> list[int]:
 
 
 def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, keep_all_files=True), progress=False)
+    run_job(job_spec(store_url, tmp_path, keep_all_files=True), progress=False)
     store = Store(store_url)
     trials = store.trials("job")
     reference = [t for t in trials if t.role is TrialRole.REFERENCE]
@@ -77,11 +65,11 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
 
 
 def test_resume_continues_without_duplicates(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, trials=3), progress=False)
-    run_job(_spec(store_url, tmp_path, trials=3), progress=False)  # nothing left to do
+    run_job(job_spec(store_url, tmp_path, trials=3), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=3), progress=False)  # nothing left to do
     store = Store(store_url)
     assert _search_numbers(store) == [0, 1, 2]
-    run_job(_spec(store_url, tmp_path, trials=5), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=5), progress=False)
     assert _search_numbers(store) == [0, 1, 2, 3, 4]
     assert sum(t.role is TrialRole.REFERENCE for t in store.trials("job")) == 1
     study = optuna.load_study(study_name="bitprism-job", storage=store_url)
@@ -89,19 +77,19 @@ def test_resume_continues_without_duplicates(store_url, tmp_path) -> None:
 
 
 def test_resume_refuses_a_changed_search(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, trials=1), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=1), progress=False)
     with pytest.raises(SpecError, match="different seed"):
-        run_job(_spec(store_url, tmp_path, trials=2, seed=7), progress=False)
+        run_job(job_spec(store_url, tmp_path, trials=2, seed=7), progress=False)
 
 
 def test_killed_driver_is_repaired_on_resume(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=2), progress=False)
     # What a driver killed mid-trial leaves: a running row and an Optuna trial never told.
     store = Store(store_url)
     study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(store_url))
     orphan = study.ask()
     row = store.start_trial("job", orphan.number, TrialRole.SEARCH, Candidate.from_dict({}))
-    run_job(_spec(store_url, tmp_path, trials=4), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=4), progress=False)
     states = {t.number: t.state for t in store.trials("job") if t.number is not None}
     assert states[orphan.number] is TrialState.INTERRUPTED
     assert sum(s is TrialState.COMPLETE for s in states.values()) == 4  # budget not spent on it
@@ -112,7 +100,7 @@ def test_killed_driver_is_repaired_on_resume(store_url, tmp_path) -> None:
 
 
 def test_failing_trials_are_recorded_and_the_job_goes_on(store_url, tmp_path) -> None:
-    spec = _spec(store_url, tmp_path, workload="tests.fixtures:fails_when_compressed", trials=3)
+    spec = job_spec(store_url, tmp_path, workload="tests.fixtures:fails_when_compressed", trials=3)
     run_job(spec, progress=False)
     store = Store(store_url)
     reference, *searched = store.trials("job")
@@ -136,7 +124,7 @@ def test_failing_trials_are_recorded_and_the_job_goes_on(store_url, tmp_path) ->
 def test_a_failing_reference_stops_the_job_at_once(store_url, tmp_path, workload, message) -> None:
     """Finding 4: no trial runs when fp32 itself cannot be judged, and the job is failed."""
     with pytest.raises(ReferenceFailed, match=message):
-        run_job(_spec(store_url, tmp_path, workload=workload, trials=3), progress=False)
+        run_job(job_spec(store_url, tmp_path, workload=workload, trials=3), progress=False)
     store = Store(store_url)
     trials = store.trials("job")
     assert [t.role for t in trials] == [TrialRole.REFERENCE]
@@ -148,12 +136,12 @@ def test_a_failing_reference_stops_the_job_at_once(store_url, tmp_path, workload
 
 def test_a_model_with_nothing_to_compress_is_refused_before_writing(store_url, tmp_path) -> None:
     with pytest.raises(SpecError, match="no layer bitprism can compress"):
-        run_job(_spec(store_url, tmp_path, workload="tests.fixtures:nothing_to_compress"))
+        run_job(job_spec(store_url, tmp_path, workload="tests.fixtures:nothing_to_compress"))
     assert not (tmp_path / "store.db").exists() and not (tmp_path / "runs").exists()
 
 
 def test_a_hanging_trial_times_out_and_the_job_goes_on(store_url, tmp_path) -> None:
-    spec = _spec(
+    spec = job_spec(
         store_url,
         tmp_path,
         workload="tests.fixtures:hangs_when_compressed",
@@ -172,7 +160,7 @@ def test_unverified_trials_are_failed_for_optuna_not_complete(store_url, tmp_pat
     # 4-bit MatMulNBits differs from the PyTorch copy by ~1.5e-4 (relative RMS) on this model,
     # fp32 by ~1.5e-7: a strict tolerance between the two fails every 4-bit file.
     low_bits = {"*": {"weight_bits": [4], "rank_fraction": [1]}}
-    spec = _spec(
+    spec = job_spec(
         store_url,
         tmp_path,
         parity_tolerance=1e-6,
@@ -196,17 +184,17 @@ def test_a_second_driver_is_refused_while_the_first_holds_the_job(
     store_url, tmp_path, monkeypatch
 ) -> None:
     """Finding 6: one driver per job; a dead driver's claim does not block a resume."""
-    run_job(_spec(store_url, tmp_path, trials=1), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=1), progress=False)
     store = Store(store_url)
     assert store.acquire_lease("job", "other-host:4242:abc", ttl_s=60) is None  # a live driver
     with pytest.raises(JobBusyError, match="other-host:4242:abc"):
-        run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+        run_job(job_spec(store_url, tmp_path, trials=2), progress=False)
     assert len(store.trials("job")) == 2  # nothing ran
     assert store.job("job").spec["trials"] == 1  # type: ignore[union-attr]
     # A claim whose heartbeat is older than the lease's life has expired: resume proceeds.
     monkeypatch.setattr(lease, "LEASE_TTL_S", 0.5)
     time.sleep(1.0)
-    run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=2), progress=False)
     assert len(store.trials("job")) == 3 and store.job("job").driver is None  # type: ignore[union-attr]
 
 
@@ -215,7 +203,7 @@ def test_a_dead_local_driver_is_taken_over_at_once(store_url, tmp_path) -> None:
     import subprocess
     import sys
 
-    run_job(_spec(store_url, tmp_path, trials=1), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=1), progress=False)
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
@@ -225,7 +213,7 @@ def test_a_dead_local_driver_is_taken_over_at_once(store_url, tmp_path) -> None:
     holder = f"{socket.gethostname()}:{gone.stdout.strip()}:dead"
     store = Store(store_url)
     assert store.acquire_lease("job", holder, ttl_s=60) is None
-    run_job(_spec(store_url, tmp_path, trials=2), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=2), progress=False)
     assert len(store.trials("job")) == 3
 
 
@@ -233,9 +221,9 @@ def test_resuming_with_another_model_is_refused(store_url, tmp_path) -> None:
     """Finding 5: a retrained model must not mix its trials into the old model's job."""
     from tests.fixtures import token_mlp, token_mlp_retrained
 
-    run_job(_spec(store_url, tmp_path, trials=1), token_mlp(), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=1), token_mlp(), progress=False)
     with pytest.raises(SpecError, match="another model"):  # same name, other weights
-        run_job(_spec(store_url, tmp_path, trials=2), token_mlp_retrained(), progress=False)
+        run_job(job_spec(store_url, tmp_path, trials=2), token_mlp_retrained(), progress=False)
     assert len(Store(store_url).trials("job")) == 2
 
 
@@ -245,10 +233,10 @@ def test_the_fp32_export_is_cached_by_model_not_by_job_id(tmp_path) -> None:
 
     first = f"sqlite:///{tmp_path / 'a.db'}"
     second = f"sqlite:///{tmp_path / 'b.db'}"
-    run_job(_spec(first, tmp_path, trials=1), progress=False)
+    run_job(job_spec(first, tmp_path, trials=1), progress=False)
     # Same job id, other store, same output_dir; the retrained model must be the one measured.
     run_job(
-        _spec(second, tmp_path, trials=1, workload="tests.fixtures:token_mlp_retrained"),
+        job_spec(second, tmp_path, trials=1, workload="tests.fixtures:token_mlp_retrained"),
         progress=False,
     )
     models = sorted((tmp_path / "runs" / "models").iterdir())
@@ -266,7 +254,7 @@ def test_the_fp32_export_is_cached_by_model_not_by_job_id(tmp_path) -> None:
 
 def test_batchnorm_is_folded_before_compression(store_url, tmp_path) -> None:
     """Finding 8: no BatchNormalization node is left next to an int8 conv in any file."""
-    spec = _spec(
+    spec = job_spec(
         store_url, tmp_path, workload="tests.fixtures:bn_cnn", trials=3, keep_all_files=True
     )
     run_job(spec, progress=False)
@@ -281,7 +269,7 @@ def test_files_are_no_larger_than_a_plain_fp32_export(store_url, tmp_path) -> No
     """Finding 13: exporter metadata is stripped; the fp32 file is the size of a plain export."""
     from tests.fixtures import token_mlp
 
-    run_job(_spec(store_url, tmp_path, trials=2, keep_all_files=True), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=2, keep_all_files=True), progress=False)
     workload = token_mlp()
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(
@@ -298,7 +286,7 @@ def test_files_are_no_larger_than_a_plain_fp32_export(store_url, tmp_path) -> No
 def test_bad_override_fails_before_anything_is_written(store_url, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"overrides\['nope'\] matches no layer"):
         run_job(
-            _spec(store_url, tmp_path, overrides={"nope": {"weight_bits": [8]}}), progress=False
+            job_spec(store_url, tmp_path, overrides={"nope": {"weight_bits": [8]}}), progress=False
         )
     assert Store(store_url).jobs() == []
     assert not (tmp_path / "runs").exists()
@@ -306,7 +294,9 @@ def test_bad_override_fails_before_anything_is_written(store_url, tmp_path) -> N
 
 def test_model_that_cannot_export_fails_before_anything_is_written(store_url, tmp_path) -> None:
     with pytest.raises(Exception, match="(?i)export|guard|data-dependent"):
-        run_job(_spec(store_url, tmp_path, workload="tests.fixtures:unexportable"), progress=False)
+        run_job(
+            job_spec(store_url, tmp_path, workload="tests.fixtures:unexportable"), progress=False
+        )
     assert not (tmp_path / "store.db").exists()
     assert not (tmp_path / "runs").exists()
 
@@ -314,7 +304,7 @@ def test_model_that_cannot_export_fails_before_anything_is_written(store_url, tm
 def test_a_crashed_worker_process_is_retried_then_recorded(store_url, tmp_path) -> None:
     with pytest.raises(ReferenceFailed):
         run_job(
-            _spec(store_url, tmp_path, workload="tests.fixtures:crashing", trials=1),
+            job_spec(store_url, tmp_path, workload="tests.fixtures:crashing", trials=1),
             progress=False,
         )
     trials = Store(store_url).trials("job")
@@ -324,7 +314,7 @@ def test_a_crashed_worker_process_is_retried_then_recorded(store_url, tmp_path) 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
-    run_job(_spec(store_url, tmp_path, sampler=sampler, trials=3), progress=False)
+    run_job(job_spec(store_url, tmp_path, sampler=sampler, trials=3), progress=False)
     assert _search_numbers(Store(store_url)) == [0, 1, 2]
 
 
@@ -338,7 +328,7 @@ def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path, backend:
     # int8 conv is measured slower than fp32 on the CPUs seen so far (BENCHMARKS.md): fixing
     # the convs to fp32 spares the search learning that, so 40 trials reliably find the front.
     fp32_convs = {"features.*": {"weight_bits": [16]}}
-    spec = _spec(
+    spec = job_spec(
         store_url,
         tmp_path,
         workload="digits-cnn",
@@ -363,7 +353,7 @@ def test_a_metric_in_fractions_gets_a_sensible_default_export(store_url, tmp_pat
     """Finding 3 end to end: 1% of 1.0 is 0.01, not 'one point' = everything."""
     from bitprism.results import SearchResult
 
-    spec = _spec(store_url, tmp_path, workload="tests.fixtures:digits_fraction", trials=16)
+    spec = job_spec(store_url, tmp_path, workload="tests.fixtures:digits_fraction", trials=16)
     result = SearchResult(run_job(spec, progress=False), store_url)
     reference = result.reference
     assert reference is not None and reference.accuracy <= 1.0
@@ -381,7 +371,7 @@ def test_repeated_candidates_are_reused_not_re_timed(store_url, tmp_path) -> Non
         "down": {"weight_bits": [16, 7]},
     }  # two candidates in all
     # One worker: only finished measurements are reused, so in-flight duplicates can't race.
-    spec = _spec(store_url, tmp_path, overrides=tiny, trials=5, sampler="random", workers=1)
+    spec = job_spec(store_url, tmp_path, overrides=tiny, trials=5, sampler="random", workers=1)
     run_job(spec, progress=False)
     trials = [t for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
     assert len(trials) == 5 and all(t.state is TrialState.COMPLETE for t in trials)
@@ -402,7 +392,7 @@ def test_files_no_pareto_point_uses_are_dropped_and_rebuilt_on_demand(
     """
     from bitprism.results import ExportError, SearchResult
 
-    run_job(_spec(store_url, tmp_path, trials=8, backend=backend), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=8, backend=backend), progress=False)
     result = SearchResult("job", store_url)
     onnx_dir = tmp_path / "runs" / "job" / "onnx"
     kept = {p.resolve() for p in onnx_dir.glob("*.onnx")}
@@ -423,6 +413,6 @@ def test_files_no_pareto_point_uses_are_dropped_and_rebuilt_on_demand(
 
 
 def test_keep_all_files_keeps_every_trials_file(store_url, tmp_path) -> None:
-    run_job(_spec(store_url, tmp_path, trials=4, keep_all_files=True), progress=False)
+    run_job(job_spec(store_url, tmp_path, trials=4, keep_all_files=True), progress=False)
     paths = {Path(t.artifact.path) for t in Store(store_url).trials("job") if t.artifact}
     assert paths and all(p.is_file() for p in paths)

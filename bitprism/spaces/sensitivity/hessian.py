@@ -6,8 +6,9 @@ entries v_l^T (H v)_l are each layer's sample, and the cross-layer blocks of H a
 Probes continue until every layer's estimate has a relative standard error below the target,
 or the probe budget is spent (the error reached is reported with each trace).
 
-Hand-written because PyHessian, the library HAWQ uses, is unmaintained and pins old torch; the
-estimator is a few lines over ``torch.autograd.grad``.
+Hand-written: the estimator is a few lines over ``torch.autograd.grad``, and what is needed
+here (per-layer traces with a per-layer stopping rule, any loss) is a thin layer over it that a
+dependency such as PyHessian would not save.
 """
 
 from __future__ import annotations
