@@ -259,7 +259,7 @@ def sensitivity(
     compression hurts most per weight."""
     from rich.progress import Progress
 
-    from bitprism.spaces.sensitivity.measure import layer_sensitivity
+    from bitprism.sensitivity.measure import layer_sensitivity
     from bitprism.workloads.registry import resolve_workload
 
     with _errors():

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bitprism.spaces.sensitivity.loss import Loss
+from bitprism.sensitivity.loss import Loss
 from bitprism.workloads.base import Inputs
 
 

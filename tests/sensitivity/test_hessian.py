@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from bitprism.sensitivity.hessian import hessian_traces
+from bitprism.sensitivity.loss import distillation_loss
 from bitprism.spaces.layer import discover_layers
-from bitprism.spaces.sensitivity.hessian import hessian_traces
-from bitprism.spaces.sensitivity.loss import distillation_loss
 
 
 def _tiny() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:

@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Callable
 
 from bitprism.compression.fold import fold_batchnorm
+from bitprism.sensitivity.hessian import LayerTrace, hessian_traces
+from bitprism.sensitivity.loss import distillation_loss
 from bitprism.spaces.layer import discover_layers
-from bitprism.spaces.sensitivity.hessian import LayerTrace, hessian_traces
-from bitprism.spaces.sensitivity.loss import distillation_loss
 from bitprism.workloads.base import Workload
 
 

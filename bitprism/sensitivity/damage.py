@@ -1,0 +1,157 @@
+"""Predicted damage Omega of every choice the space offers: what the integer program minimises.
+
+Omega is the rise of the distillation loss to fp32 (:mod:`bitprism.sensitivity.loss`) a choice
+causes, per layer or group, added over the model:
+
+- **Bits and unstructured sparsity**, from the Fisher diagonal F
+  (:mod:`bitprism.sensitivity.fisher`): to second order around the fp32 weights, where the loss
+  and its gradient are zero, a perturbation delta costs 0.5 sum_i F_i delta_i^2. delta is
+  W - C(W) for the very compression the candidate applies (``compress_layer``: its codes,
+  groups and scales), so this is HAWQ-V2's Tr(H)/n ||W - Q(W)||^2 with each weight weighted
+  by its own curvature. Rounding errors are small and nearly independent, which is where a
+  diagonal is right: on digits it predicts 7- and 4-bit damage within 1.5x of the measured loss.
+- **Structured keep and low rank**, measured: the loss of the model with only that change,
+  one forward pass over the calibration batches each. Removing units or directions perturbs
+  many weights coherently, and a diagonal misses the coherence: on digits the OBD saliency
+  (0.5 F w^2 of the removed consumer columns) was 10-70x below the measured loss for conv
+  channels, and rank 1/2 of the classifier 3x below. The bits of a low-rank form are added on
+  top, by the Fisher, as the error of its codes against the unquantised factors.
+
+Damage is additive over layers and knobs: the integer program of the warm start needs that,
+and the cross terms are what the measured trials correct.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bitprism.compression.apply import CompressedLayer, compress_layer, compress_model
+from bitprism.compression.structured import PruneGroup, prune_model
+from bitprism.sensitivity.loss import distillation_loss
+from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.spaces.layer import LayerInfo
+from bitprism.spaces.space import SearchSpace
+from bitprism.workloads.base import Inputs
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What structured pruning needs: the groups, their units ranked, and an example batch to
+    trace the model on (none: the space offers no keep)."""
+
+    groups: Sequence[PruneGroup] = ()
+    order: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    example: Inputs | None = None
+
+
+@dataclass(frozen=True)
+class DamageTable:
+    """Omega per offered form of every layer and per offered keep of every group leader."""
+
+    forms: Mapping[str, Mapping[LayerChoice, float]]
+    keeps: Mapping[str, Mapping[float, float]]
+
+    def of(self, choices: Mapping[str, LayerChoice]) -> float:
+        """The predicted damage of a whole candidate (a sum over its layers and groups)."""
+        total = 0.0
+        for name, choice in choices.items():
+            total += self.forms[name][dataclasses.replace(choice, keep=1.0)]
+            if name in self.keeps:
+                total += self.keeps[name][choice.keep]
+        return total
+
+
+def offered_forms(space: SearchSpace, layer: str) -> list[LayerChoice]:
+    """Every combination of the non-structured knobs ``space`` offers ``layer`` (keep = 1)."""
+    return [
+        LayerChoice(weight_bits=int(bits), sparsity=float(sparsity), rank_fraction=float(rank))
+        for bits in space.values(layer, "weight_bits")
+        for sparsity in space.values(layer, "sparsity")
+        for rank in space.values(layer, "rank_fraction")
+    ]
+
+
+def predicted_damage(
+    model: nn.Module,
+    space: SearchSpace,
+    fisher: Mapping[str, torch.Tensor],
+    batches: Sequence[Inputs],
+    structure: Structure = Structure(),
+    on_step: Callable[[int, int], None] | None = None,
+) -> DamageTable:
+    """Omega of every form and keep fraction ``space`` offers on ``model`` (as evaluated: the
+    BatchNorm-folded model the job compresses): ``fisher`` is its per-weight curvature,
+    ``batches`` the calibration batches the measured parts are taken on (those ``fisher`` was
+    taken on). ``on_step(done, total)`` reports the measured forward passes."""
+    loss = distillation_loss(model, batches)
+    measured: list[tuple[str, LayerChoice]] = [
+        (layer.name, LayerChoice(rank_fraction=float(r)))
+        for layer in space.layers
+        for r in space.values(layer.name, "rank_fraction")
+        if r < 1.0
+    ]
+    leaders = {g.leader for g in structure.groups}
+    measured += [
+        (layer.name, LayerChoice(keep=float(k)))
+        for layer in space.layers
+        if layer.name in leaders
+        for k in space.values(layer.name, "keep")
+        if k < 1.0
+    ]
+    found: dict[tuple[str, LayerChoice], float] = {}
+    for step, (name, choice) in enumerate(measured):
+        candidate = Candidate.from_dict({name: choice})
+        if choice.keep < 1.0:
+            if structure.example is None:
+                raise ValueError("predicted_damage: structured pruning needs an example batch")
+            changed = prune_model(
+                model, structure.groups, structure.order, candidate, structure.example
+            )
+        else:
+            changed, _ = compress_model(model, space.layers, candidate)
+        with torch.no_grad():
+            found[name, choice] = sum(float(loss(changed, batch)) for batch in batches)
+        if on_step is not None:
+            on_step(step + 1, len(measured))
+    forms: dict[str, dict[LayerChoice, float]] = {}
+    for layer in space.layers:
+        weight = model.get_submodule(layer.name).get_parameter("weight").detach()
+        curvature = fisher[layer.name].double()
+        forms[layer.name] = {
+            form: _form_damage(layer, weight, curvature, form)
+            + found.get((layer.name, LayerChoice(rank_fraction=form.rank_fraction)), 0.0)
+            for form in offered_forms(space, layer.name)
+        }
+    merged: dict[str, dict[float, float]] = {}
+    for (name, choice), value in found.items():
+        if choice.keep < 1.0:
+            merged.setdefault(name, {1.0: 0.0})[choice.keep] = value
+    return DamageTable(forms, merged)
+
+
+def _form_damage(
+    layer: LayerInfo, weight: torch.Tensor, curvature: torch.Tensor, form: LayerChoice
+) -> float:
+    """0.5 sum F delta^2 of the form's sparsity and codes, against the unquantised (maybe
+    low-rank) weight they compress: a low rank's own damage is measured apart."""
+    if dataclasses.replace(form, rank_fraction=1.0).is_identity:
+        return 0.0
+    exact = _effective(
+        compress_layer(layer, weight, None, LayerChoice(rank_fraction=form.rank_fraction))
+    )
+    coded = _effective(compress_layer(layer, weight, None, form))
+    delta = (exact - coded).reshape(weight.shape)
+    return 0.5 * float((curvature * delta.square()).sum())
+
+
+def _effective(compressed: CompressedLayer) -> torch.Tensor:
+    """The weight a compressed layer multiplies by (low rank: y = x f0^T f1^T, W' = f1 @ f0)."""
+    effective = compressed.factors[0].weight.double()
+    for factor in compressed.factors[1:]:
+        effective = factor.weight.double() @ effective
+    return effective

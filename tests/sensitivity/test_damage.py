@@ -1,0 +1,67 @@
+"""Predicted damage against the measured loss of each single choice on the real digits CNN."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from bitprism.compression.apply import compress_model
+from bitprism.compression.fold import fold_batchnorm
+from bitprism.compression.structured import find_groups, prune_model, unit_order
+from bitprism.kernels.base import get_backend
+from bitprism.sensitivity.damage import Structure, offered_forms, predicted_damage
+from bitprism.sensitivity.fisher import fisher_diagonal
+from bitprism.sensitivity.loss import distillation_loss
+from bitprism.spaces.candidate import Candidate, LayerChoice
+from bitprism.spaces.layer import discover_layers
+from bitprism.spaces.space import build_space
+
+
+def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # type: ignore[no-untyped-def]
+    model, _ = fold_batchnorm(digits.model)
+    found = discover_layers(model)
+    groups, _ = find_groups(model, digits.example_inputs, found)
+    units = {g.leader: g.units for g in groups}
+    layers = tuple(dataclasses.replace(x, prune_units=units.get(x.name, 0)) for x in found)
+    space = build_space(layers, get_backend("ort-cpu"))
+    structure = Structure(
+        groups, unit_order(model, groups, digits.calibration), digits.example_inputs
+    )
+    batches = list(digits.calibration[:2])
+    fisher = fisher_diagonal(model, [x.name for x in layers], batches)
+    steps = []
+    table = predicted_damage(
+        model, space, fisher, batches, structure, on_step=lambda k, n: steps.append((k, n))
+    )
+    loss = distillation_loss(model, batches)
+
+    def measured(candidate: Candidate) -> float:
+        changed = prune_model(model, groups, structure.order, candidate, digits.example_inputs)
+        changed, _ = compress_model(changed, layers, candidate)
+        with torch.no_grad():
+            return sum(float(loss(changed, b)) for b in batches)
+
+    predicted, actual = [], []
+    for layer in layers:
+        for form in offered_forms(space, layer.name):
+            if not form.is_identity:
+                predicted.append(table.forms[layer.name][form])
+                actual.append(measured(Candidate.from_dict({layer.name: form})))
+                if form.rank_fraction == 1.0 and form.weight_bits >= 4:  # the diagonal's regime
+                    assert predicted[-1] == pytest.approx(actual[-1], rel=0.6), (layer.name, form)
+        for keep, omega in table.keeps.get(layer.name, {}).items():
+            predicted.append(omega)
+            actual.append(measured(Candidate.from_dict({layer.name: LayerChoice(keep=keep)})))
+    assert len(predicted) > 40
+    assert spearmanr(predicted, actual).statistic > 0.9
+    assert steps and steps[-1][0] == steps[-1][1]  # every measured choice reported
+    # A whole candidate's damage is the sum over its layers and groups.
+    choices = {"head.1": LayerChoice(weight_bits=4, keep=0.5), "head.5": LayerChoice(weight_bits=7)}
+    assert table.of(choices) == pytest.approx(
+        table.forms["head.1"][LayerChoice(weight_bits=4)]
+        + table.keeps["head.1"][0.5]
+        + table.forms["head.5"][LayerChoice(weight_bits=7)]
+    )
