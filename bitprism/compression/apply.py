@@ -77,9 +77,17 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
 
 
 def compress_layer(
-    layer: LayerInfo, weight: torch.Tensor, bias: torch.Tensor | None, choice: LayerChoice
+    layer: LayerInfo,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    choice: LayerChoice,
+    input_quant: InputQuantFor | None = None,
 ) -> CompressedLayer:
-    """Factorise (SVD), then prune each factor exactly, then quantise each factor."""
+    """Factorise (SVD), then prune each factor exactly, then quantise each factor.
+
+    ``input_quant`` (the backend's) gives each quantised factor the input quantiser its kernel
+    uses (static ones still uncalibrated).
+    """
     if choice.rank_fraction < 1.0:
         if layer.kind is not LayerKind.LINEAR:
             raise ValueError(f"layer {layer.name!r}: low rank is only defined for Linear layers")
@@ -95,7 +103,10 @@ def compress_layer(
             group = group_size_for(choice.weight_bits, rows.shape[1], layer.kind)
             quantized = quantize_symmetric(rows, choice.weight_bits, group)
             pruned = quantized.dequantize().reshape(pruned.shape)
-        factors.append(Factor(weight=pruned.float(), quantized=quantized))
+        quant = None
+        if quantized is not None and input_quant is not None:
+            quant = input_quant(layer, quantized.bits, quantized.group_size)
+        factors.append(Factor(weight=pruned.float(), quantized=quantized, input_quant=quant))
     return CompressedLayer(
         choice=choice,
         factors=tuple(factors),
@@ -131,10 +142,14 @@ def compress_model(
         weight = module.get_parameter("weight")
         layer = dataclasses.replace(layer, weight_shape=tuple(weight.shape))  # maybe pruned
         result = compress_layer(
-            layer, module.get_parameter("weight"), getattr(module, "bias", None), choice
+            layer,
+            module.get_parameter("weight"),
+            getattr(module, "bias", None),
+            choice,
+            input_quant,
         )
         compressed[layer.name] = result
-        replaced = _as_module(module, result, layer, input_quant)
+        replaced = _as_module(module, result)
         _set_submodule(compressed_model, layer.name, replaced)
         replaced_modules[layer.name] = replaced
     _calibrate(compressed_model, calibration)
@@ -174,17 +189,12 @@ def _calibrate(model: nn.Module, calibration: Sequence[Inputs]) -> None:
         wrapper.quant = wrapper.quant.calibrated(*wrapper.seen)
 
 
-def _as_module(
-    original: nn.Module,
-    layer: CompressedLayer,
-    info: LayerInfo,
-    input_quant: InputQuantFor | None,
-) -> nn.Module:
+def _as_module(original: nn.Module, layer: CompressedLayer) -> nn.Module:
     if len(layer.factors) == 1:
         replaced = copy.deepcopy(original)
         with torch.no_grad():
             replaced.get_parameter("weight").copy_(layer.factors[0].weight)
-        return _with_input_quant(replaced, layer.factors[0], info, input_quant)
+        return _with_input_quant(replaced, layer.factors[0])
     chain: list[nn.Module] = []
     for i, factor in enumerate(layer.factors):
         last = i == len(layer.factors) - 1
@@ -194,17 +204,12 @@ def _as_module(
             linear.weight.copy_(factor.weight)
             if linear.bias is not None and layer.bias is not None:
                 linear.bias.copy_(layer.bias)
-        chain.append(_with_input_quant(linear, factor, info, input_quant))
+        chain.append(_with_input_quant(linear, factor))
     return nn.Sequential(*chain)
 
 
-def _with_input_quant(
-    module: nn.Module, factor: Factor, info: LayerInfo, input_quant: InputQuantFor | None
-) -> nn.Module:
-    if input_quant is None or factor.quantized is None:
-        return module
-    quant = input_quant(info, factor.quantized.bits, factor.quantized.group_size)
-    return module if quant is None else QuantizedInput(module, quant)
+def _with_input_quant(module: nn.Module, factor: Factor) -> nn.Module:
+    return module if factor.input_quant is None else QuantizedInput(module, factor.input_quant)
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

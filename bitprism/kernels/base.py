@@ -73,6 +73,11 @@ class Backend(Offers, Protocol):
         backend's real form. Deterministic: the same inputs give the same bytes."""
         ...
 
+    def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
+        """The bytes ``layer`` takes in this backend's artifact in ``compressed``'s form (what
+        :meth:`build` writes for it, bias included), without building the artifact."""
+        ...
+
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         """How many quantised matmuls / lookups of ``compressed`` the loaded ``module`` runs in
         float nevertheless (decompressed at load time), as far as the runtime tells; 0 if it

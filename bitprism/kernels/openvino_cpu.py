@@ -29,6 +29,7 @@ from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
 from bitprism.kernels.openvino_lowering import EMITTERS, INT8_BITS, lower_layer
+from bitprism.kernels.ort_lowering import emitted_bytes
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
@@ -69,6 +70,9 @@ class OpenVinoCpuBackend:
         compressed: Mapping[str, CompressedLayer],
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
+
+    def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
+        return emitted_bytes(EMITTERS, layer, compressed)
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         """Quantised factors built minus the FullyConnected / Convolution / Gather nodes that run

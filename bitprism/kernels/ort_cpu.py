@@ -18,7 +18,7 @@ from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_
 from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
-from bitprism.kernels.ort_lowering import EMITTERS, lower_layer
+from bitprism.kernels.ort_lowering import EMITTERS, emitted_bytes, lower_layer
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
@@ -57,6 +57,9 @@ class OrtCpuBackend:
         compressed: Mapping[str, CompressedLayer],
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
+
+    def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
+        return emitted_bytes(EMITTERS, layer, compressed)
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         return 0  # ORT reports no per-node precision; benchmarks/ort_cpu_forms.py times forms

@@ -28,11 +28,12 @@ must be exactly those of the PyTorch candidate; ORT's quantisers choose their ow
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from bitprism.compression.apply import CompressedLayer, Factor
 from bitprism.compression.quantize import QuantizedMatrix
@@ -88,6 +89,26 @@ def lower_with(
     if any(node.domain == MS_DOMAIN for node in nodes):
         ensure_opset(model, MS_DOMAIN, 1)
     replace_nodes(model.graph, found.remove, nodes, inits)
+
+
+def emitted_bytes(emitters: Emitters, layer: LayerInfo, compressed: CompressedLayer) -> int:
+    """The bytes ``layer``'s compressed form takes in a file lowered with ``emitters``: its
+    initializers as stored, bias included, without building a graph (the warm start prices
+    every form of every layer this way). A static input quantiser's scale and zero point take
+    the same bytes whatever its range, so an uncalibrated one is priced as calibrated."""
+    emit = emitters[layer.kind].get(compressed.choice.weight_bits)
+    if emit is None:
+        raise ValueError(f"layer {layer.name!r}: no form for {compressed.choice.weight_bits} bits")
+    total = 0
+    for i, factor in enumerate(compressed.factors):
+        quant = factor.input_quant
+        if quant is not None and quant.needs_calibration:
+            factor = dataclasses.replace(factor, input_quant=quant.calibrated(-1.0, 1.0))
+        _, inits = emit(f"f{i}", "x", "y", factor, onnx.NodeProto())
+        total += sum(numpy_helper.to_array(init).nbytes for init in inits)
+    if compressed.bias is not None:
+        total += compressed.bias.numel() * 4
+    return total
 
 
 def pack_nbits(quantized: QuantizedMatrix) -> tuple[np.ndarray, np.ndarray]:

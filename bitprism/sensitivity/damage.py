@@ -32,6 +32,7 @@ from torch import nn
 
 from bitprism.compression.apply import CompressedLayer, compress_layer, compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
+from bitprism.sensitivity.fisher import fisher_diagonal
 from bitprism.sensitivity.loss import distillation_loss
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerInfo
@@ -155,3 +156,31 @@ def _effective(compressed: CompressedLayer) -> torch.Tensor:
     for factor in compressed.factors[1:]:
         effective = factor.weight.double() @ effective
     return effective
+
+
+def measure_damage(
+    model: nn.Module,
+    space: SearchSpace,
+    batches: Sequence[Inputs],
+    structure: Structure = Structure(),
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> DamageTable:
+    """The Fisher diagonal on ``batches``, then the predicted damage of every offered choice.
+
+    ``on_step(stage, done, total)`` reports progress ("fisher" per sample, "measure" per
+    forward pass).
+    """
+    fisher = fisher_diagonal(
+        model,
+        [layer.name for layer in space.layers],
+        batches,
+        on_sample=None if on_step is None else lambda k, n: on_step("fisher", k, n),
+    )
+    return predicted_damage(
+        model,
+        space,
+        fisher,
+        batches,
+        structure,
+        on_step=None if on_step is None else lambda k, n: on_step("measure", k, n),
+    )
