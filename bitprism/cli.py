@@ -79,6 +79,10 @@ def search(
     job_id: Annotated[str | None, typer.Option(help="Reuse to resume a job.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     sampler: Annotated[Sampler | None, typer.Option()] = None,
+    warm_start: Annotated[
+        int | None,
+        typer.Option(help="Integer-program seeds from predicted damage (0: blind search)."),
+    ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Where ONNX artifacts go.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
@@ -117,6 +121,7 @@ def search(
         "job_id": job_id,
         "seed": seed,
         "sampler": sampler,
+        "warm_start": warm_start,
         "output_dir": output_dir,
         "backend": backend,
         "precision": precision,

@@ -48,6 +48,7 @@ class Sampler(StrEnum):
 
     NSGA2 = "nsga2"
     TPE = "tpe"
+    GP = "gp"
     RANDOM = "random"
 
 
@@ -130,6 +131,9 @@ class JobSpec(_Strict):
     workers: int = Field(2, ge=1, le=1024)
     seed: int = Field(0, ge=0)
     sampler: Sampler = Sampler.NSGA2
+    # Integer-program seeds of least predicted damage enqueued before the sampler's trials
+    # (bitprism.search.warmstart); 0 = a blind search (the uniform seeds only).
+    warm_start: int = Field(8, ge=0, le=64)
     store: str = "sqlite:///bitprism.db"
     output_dir: Path = Path("bitprism-runs")
     backend: str = "ort-cpu"

@@ -25,12 +25,14 @@ from optuna.trial import TrialState as OptunaState
 from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
+from bitprism.search.guidance import guided_seeds
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import RayPool
 from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
+from bitprism.spaces.candidate import Candidate
 from bitprism.workloads.base import Workload, as_tuple
 from bitprism.workloads.registry import resolve_workload
 
@@ -80,12 +82,18 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         _check_resume(store, spec, job, batch=inputs[0].shape[0])
         study = _study(spec)
         _recover(store, study, job_id, spec)
+        seeds: list[Candidate] = []
+        notes = job.notes
+        room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
+        if spec.warm_start and room and not study.get_trials(deepcopy=False):
+            seeds, summary = guided_seeds(spec, job, progress=progress)
+            notes = (*notes, summary)
         ctx = eval_context(spec, job)
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)
         try:
-            loop = SearchLoop(spec, store, study, job.space, pool, pool.put(ctx), inputs)
-            loop.run(progress, job.notes)
+            loop = SearchLoop(spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds)
+            loop.run(progress, notes)
         except BaseException as exc:
             status = (
                 JobStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
@@ -188,6 +196,7 @@ def _sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:
             population_size=population, seed=spec.seed
         ),
         Sampler.TPE: lambda: optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True),
+        Sampler.GP: lambda: optuna.samplers.GPSampler(seed=spec.seed),
         Sampler.RANDOM: lambda: optuna.samplers.RandomSampler(seed=spec.seed),
     }
     return factories[spec.sampler]()

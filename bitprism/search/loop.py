@@ -10,6 +10,7 @@ Only then is Optuna told. Unverified or failed trials are told as failed, with t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ class SearchLoop:
         pool: RayPool,
         ctx_ref: Any,
         timing_inputs: tuple[torch.Tensor, ...],
+        guided: Sequence[Candidate] = (),
     ) -> None:
         self.spec, self.store, self.study, self.space = spec, store, study, space
+        self.guided = list(guided)
         self.pool, self.ctx_ref, self.timing_inputs = pool, ctx_ref, timing_inputs
         self.timed_at = {"timing_batch": float(timing_inputs[0].shape[0])}
         self.per_round = max(spec.workers, spec.latency.per_round or spec.workers)
@@ -120,12 +123,14 @@ class SearchLoop:
         return role is TrialRole.SEARCH or self.spec.precision is Precision.FP32
 
     def _seed(self) -> None:
-        """A new job measures the forms a user would try by hand first (int8, int4 ...)."""
+        """A new job measures the forms a user would try by hand first (int8, int4 ...), then
+        the warm start's candidates."""
         if self.study.get_trials(deepcopy=False):
             return
         seeds = self.space.uniform_seeds()
         if self.spec.precision is not Precision.FP32:  # the lower precision alone comes first
             seeds.insert(0, self.space.baseline())
+        seeds += [seed for seed in self.guided if seed not in seeds]
         for seed in seeds[: self.spec.trials]:
             self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
 

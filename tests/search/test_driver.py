@@ -312,10 +312,28 @@ def test_a_crashed_worker_process_is_retried_then_recorded(store_url, tmp_path) 
     assert "Worker" in (trials[0].error or "") or "died" in (trials[0].error or "")
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
 def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
     run_job(job_spec(store_url, tmp_path, sampler=sampler, trials=3), progress=False)
     assert _search_numbers(Store(store_url)) == [0, 1, 2]
+
+
+def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(store_url, tmp_path) -> None:
+    from bitprism.search.guidance import guided_seeds
+    from bitprism.search.prepare import prepare_job
+    from bitprism.workloads import resolve_workload
+
+    digits = resolve_workload("digits-cnn")
+    spec = job_spec(store_url, tmp_path, workload="digits-cnn", warm_start=3)
+    job = prepare_job(spec, digits)
+    uniform = job.space.uniform_seeds()
+    spec = spec.model_copy(update={"trials": len(uniform) + 3})
+    guided, summary = guided_seeds(spec, job, progress=False)
+    assert 1 <= len(guided) <= 3 and "integer-program seeds" in summary
+    run_job(spec, progress=False)
+    searched = [t.candidate for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
+    assert searched[: len(uniform)] == uniform
+    assert searched[len(uniform) : len(uniform) + len(guided)] == guided
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino-cpu"])

@@ -1,0 +1,44 @@
+"""The guided part of a new job: predicted damage on the calibration data, then the warm start.
+
+Run by the driver before the first trial, with a progress bar; its candidates are enqueued as
+the study's first trials after the uniform seeds (``SearchLoop``).
+"""
+
+from __future__ import annotations
+
+from rich.progress import Progress
+
+from bitprism.config import JobSpec
+from bitprism.kernels.base import get_backend
+from bitprism.search.prepare import PreparedJob
+from bitprism.search.warmstart import seed_summary, warm_start
+from bitprism.sensitivity.damage import Structure, measure_damage
+from bitprism.spaces.candidate import Candidate
+
+# Calibration batches the Fisher and the measured damage are taken on (as `bitprism
+# sensitivity` does by default): per-sample gradients cost one backward pass per row.
+GUIDANCE_BATCHES = 2
+
+
+def guided_seeds(
+    spec: JobSpec, job: PreparedJob, progress: bool = True
+) -> tuple[list[Candidate], str]:
+    """``spec.warm_start`` integer-program candidates for ``job``, and a line saying what they
+    aim at."""
+    model = job.workload.model
+    batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
+    structure = Structure(job.groups, job.unit_order, job.workload.example_inputs)
+    with Progress(transient=True, disable=not progress) as bar:
+        tasks = {
+            "fisher": bar.add_task("sensitivity: Fisher per sample", total=None),
+            "measure": bar.add_task("sensitivity: pruning and low rank measured", total=None),
+        }
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(tasks[stage], completed=done, total=total)
+
+        damage = measure_damage(model, job.space, batches, structure, on_step=report)
+        seeds = warm_start(
+            model, job.space, damage, get_backend(spec.backend), job.groups, spec.warm_start
+        )
+    return [seed.candidate for seed in seeds], seed_summary(seeds)
