@@ -284,16 +284,18 @@ def sensitivity(
         {
             "layer": t.name,
             "params": t.params,
-            "trace_per_weight": t.mean,
+            "per_weight": t.mean,
             "trace": t.trace,
-            "rel_se_pct": 100 * t.rel_se,
+            "se_pct": 100 * t.rel_se,
             "probes": t.probes,
+            "fisher": fisher,
         }
-        for t in traces
+        for t, fisher in traces
     ]
     caption = (
         f"Tr(H) of the distillation loss to fp32 on {batches} calibration batch(es); "
-        "higher per weight = more sensitive"
+        "higher per weight = more sensitive; fisher: the same trace from the Fisher "
+        "diagonal the search's predicted damage uses"
     )
     print_rows(
         console, (f"sensitivity of {bundle.name}", rows, {"caption": caption}), json_out, csv_out

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from bitprism.compression.fold import fold_batchnorm
+from bitprism.sensitivity.fisher import fisher_diagonal
 from bitprism.sensitivity.hessian import LayerTrace, hessian_traces
 from bitprism.sensitivity.loss import distillation_loss
 from bitprism.spaces.layer import discover_layers
@@ -19,9 +20,11 @@ def layer_sensitivity(
     max_probes: int = 32,
     target_rel_se: float = 0.05,
     on_probe: Callable[[int], None] | None = None,
-) -> list[LayerTrace]:
+) -> list[tuple[LayerTrace, float]]:
     """Hessian traces of every compressible layer (BatchNorm folded first, as a job does) for
-    the distillation loss to the fp32 outputs on the first ``batches`` calibration batches.
+    the distillation loss to the fp32 outputs on the first ``batches`` calibration batches,
+    each with the sum of the layer's Fisher diagonal on the same batches: a second estimate
+    of the same trace (the one the search's predicted damage uses).
 
     Raises:
         ValueError: a model with no compressible layer, or a bad count.
@@ -44,4 +47,5 @@ def layer_sensitivity(
         target_rel_se=target_rel_se,
         on_probe=on_probe,
     )
-    return [traces[layer.name] for layer in layers]
+    fisher = fisher_diagonal(evaluated.model, [layer.name for layer in layers], data)
+    return [(traces[layer.name], float(fisher[layer.name].sum())) for layer in layers]

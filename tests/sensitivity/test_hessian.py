@@ -109,8 +109,10 @@ def test_the_sensitivity_command_ranks_every_digits_layer() -> None:
     assert done.exit_code == 0, done.output
     rows = json.loads(done.output)
     assert [r["layer"] for r in rows] == ["features.0", "features.2", "head.1", "head.3", "head.5"]
-    assert all(r["trace"] > 0 and 2 <= r["probes"] <= 16 and r["rel_se_pct"] > 0 for r in rows)
-    per_weight = {r["layer"]: r["trace_per_weight"] for r in rows}
+    assert all(r["trace"] > 0 and 2 <= r["probes"] <= 16 and r["se_pct"] > 0 for r in rows)
+    for r in rows:  # two estimators of one trace: agree within a few standard errors
+        assert abs(r["fisher"] - r["trace"]) <= max(0.3, 4 * r["se_pct"] / 100) * r["trace"]
+    per_weight = {r["layer"]: r["per_weight"] for r in rows}
     # The 1,280-weight classifier moves the logits most per weight; the 262k-weight hidden
     # layer least: the ranking a blind search ignores.
     assert max(per_weight, key=per_weight.get) == "head.5"  # type: ignore[arg-type]
