@@ -98,9 +98,15 @@ def compare_latency(
 
     Returns one :class:`Comparison` per module, the reference's own first (speed-up 1).
     """
-    if not modules:
-        raise ValueError("compare_latency needs at least the reference module")
-    runs = [_Runner(m.bind(inputs)) for m in modules]
+    return compare_calls([m.bind(inputs) for m in modules], spec)
+
+
+def compare_calls(calls: Sequence[Callable[[], object]], spec: LatencySpec) -> list[Comparison]:
+    """Time bound ``calls`` (the first is the reference) in interleaved passes; each may run
+    its own model on its own inputs (e.g. one layer at several shapes)."""
+    if not calls:
+        raise ValueError("a latency comparison needs at least the reference")
+    runs = [_Runner(call) for call in calls]
     for runner in runs:
         runner.time(spec.warmup, spec.budget_s, at_least=min(1, spec.warmup))
     pass_medians: list[list[float]] = [[] for _ in runs]

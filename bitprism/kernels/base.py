@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import onnx
 import torch
 from torch import nn
 
@@ -57,6 +58,7 @@ class Backend(Offers, Protocol):
     """
 
     precisions: tuple[Precision, ...]
+    version: str  # the runtime's own version: timings are cached per version
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         """How this backend's kernel for ``bits``-bit weights quantises the layer's input at
@@ -76,6 +78,19 @@ class Backend(Offers, Protocol):
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
         """The bytes ``layer`` takes in this backend's artifact in ``compressed``'s form (what
         :meth:`build` writes for it, bias included), without building the artifact."""
+        ...
+
+    def layer_model(
+        self,
+        layer: LayerInfo,
+        compressed: CompressedLayer,
+        node: onnx.NodeProto,
+        input_shape: tuple[int, ...],
+        opsets: Sequence[onnx.OperatorSetIdProto],
+    ) -> bytes:
+        """An artifact of ``layer`` alone in ``compressed``'s form (as :meth:`build` writes it),
+        reading one input of ``input_shape``, so the layer can be timed apart. ``node`` is its
+        node in the fp32 export, ``opsets`` the export's operator sets."""
         ...
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:

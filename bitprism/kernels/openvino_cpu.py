@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import onnx
 import openvino as ov
 import torch
 
@@ -29,7 +30,7 @@ from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
 from bitprism.kernels.openvino_lowering import EMITTERS, INT8_BITS, lower_layer
-from bitprism.kernels.ort_lowering import emitted_bytes
+from bitprism.kernels.ort_lowering import emitted_bytes, layer_model
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
@@ -42,6 +43,7 @@ class OpenVinoCpuBackend:
     """OpenVINO's CPU plugin, f32 compute, static int8 and weight-only compressed layers."""
 
     name = "openvino-cpu"
+    version = ov.get_version()
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.BF16)
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
@@ -72,7 +74,17 @@ class OpenVinoCpuBackend:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
-        return emitted_bytes(EMITTERS, layer, compressed)
+        return emitted_bytes(EMITTERS, "OpenVINO", layer, compressed)
+
+    def layer_model(
+        self,
+        layer: LayerInfo,
+        compressed: CompressedLayer,
+        node: onnx.NodeProto,
+        input_shape: tuple[int, ...],
+        opsets: Sequence[onnx.OperatorSetIdProto],
+    ) -> bytes:
+        return layer_model(EMITTERS, "OpenVINO", layer, compressed, node, input_shape, opsets)
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         """Quantised factors built minus the FullyConnected / Convolution / Gather nodes that run

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -18,7 +19,7 @@ from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_
 from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import lower_candidate
-from bitprism.kernels.ort_lowering import EMITTERS, emitted_bytes, lower_layer
+from bitprism.kernels.ort_lowering import EMITTERS, emitted_bytes, layer_model, lower_layer
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 
@@ -27,6 +28,7 @@ class OrtCpuBackend:
     """Kernels of stock ``onnxruntime`` on the CPU execution provider."""
 
     name = "ort-cpu"
+    version = ort.__version__
     precisions: tuple[Precision, ...] = (Precision.FP32,)
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
@@ -59,7 +61,17 @@ class OrtCpuBackend:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
-        return emitted_bytes(EMITTERS, layer, compressed)
+        return emitted_bytes(EMITTERS, "ONNX Runtime", layer, compressed)
+
+    def layer_model(
+        self,
+        layer: LayerInfo,
+        compressed: CompressedLayer,
+        node: onnx.NodeProto,
+        input_shape: tuple[int, ...],
+        opsets: Sequence[onnx.OperatorSetIdProto],
+    ) -> bytes:
+        return layer_model(EMITTERS, "ONNX Runtime", layer, compressed, node, input_shape, opsets)
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
         return 0  # ORT reports no per-node precision; benchmarks/ort_cpu_forms.py times forms

@@ -29,7 +29,7 @@ must be exactly those of the PyTorch candidate; ORT's quantisers choose their ow
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -65,6 +65,37 @@ def lower_with(
     """Rewrite ``layer``'s node(s) of ``model`` in place with ``emitters`` (``runtime``'s forms),
     one emitted op chain per factor, then the bias."""
     found = find_layer_node(model.graph, layer.name)
+    nodes, inits = emit_chain(
+        emitters,
+        runtime,
+        layer,
+        compressed,
+        found.activation,
+        found.output,
+        found.node,
+        bias=found.bias is not None,
+    )
+    if any(node.domain == MS_DOMAIN for node in nodes):
+        ensure_opset(model, MS_DOMAIN, 1)
+    replace_nodes(model.graph, found.remove, nodes, inits)
+
+
+def emit_chain(
+    emitters: Emitters,
+    runtime: str,
+    layer: LayerInfo,
+    compressed: CompressedLayer,
+    x: str,
+    y: str,
+    node: onnx.NodeProto,
+    *,
+    bias: bool,
+    stand_in: bool = False,
+) -> Emitted:
+    """The op chain of ``layer``'s form from ``x`` to ``y``: one emitted chain per factor, then
+    the bias when ``bias``. ``node`` is the layer's node in the export (a convolution's
+    attributes). ``stand_in``: a model priced or timed apart, where an uncalibrated static input
+    quantiser is emitted as calibrated to [-1, 1] (its bytes and time do not depend on it)."""
     bits = compressed.choice.weight_bits
     emit = emitters[layer.kind].get(bits)
     if emit is None:
@@ -74,41 +105,79 @@ def lower_with(
         )
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
-    current = found.activation
+    current = x
     last = len(compressed.factors) - 1
     for i, factor in enumerate(compressed.factors):
+        quant = factor.input_quant
+        if stand_in and quant is not None and quant.needs_calibration:
+            factor = dataclasses.replace(factor, input_quant=quant.calibrated(-1.0, 1.0))
         prefix = f"bp/{layer.name}/f{i}"
-        out = found.output if i == last and found.bias is None else f"{prefix}/out"
-        new_nodes, new_inits = emit(prefix, current, out, factor, found.node)
+        out = y if i == last and not bias else f"{prefix}/out"
+        new_nodes, new_inits = emit(prefix, current, out, factor, node)
         nodes += new_nodes
         inits += new_inits
         current = out
-    if found.bias is not None:
-        nodes.append(_add_bias(layer, current, found.output))
+    if bias:
+        nodes.append(_add_bias(layer, current, y))
         inits.append(_bias_initializer(layer, compressed))
-    if any(node.domain == MS_DOMAIN for node in nodes):
-        ensure_opset(model, MS_DOMAIN, 1)
-    replace_nodes(model.graph, found.remove, nodes, inits)
+    return nodes, inits
 
 
-def emitted_bytes(emitters: Emitters, layer: LayerInfo, compressed: CompressedLayer) -> int:
+def emitted_bytes(
+    emitters: Emitters, runtime: str, layer: LayerInfo, compressed: CompressedLayer
+) -> int:
     """The bytes ``layer``'s compressed form takes in a file lowered with ``emitters``: its
     initializers as stored, bias included, without building a graph (the warm start prices
-    every form of every layer this way). A static input quantiser's scale and zero point take
-    the same bytes whatever its range, so an uncalibrated one is priced as calibrated."""
-    emit = emitters[layer.kind].get(compressed.choice.weight_bits)
-    if emit is None:
-        raise ValueError(f"layer {layer.name!r}: no form for {compressed.choice.weight_bits} bits")
-    total = 0
-    for i, factor in enumerate(compressed.factors):
-        quant = factor.input_quant
-        if quant is not None and quant.needs_calibration:
-            factor = dataclasses.replace(factor, input_quant=quant.calibrated(-1.0, 1.0))
-        _, inits = emit(f"f{i}", "x", "y", factor, onnx.NodeProto())
-        total += sum(numpy_helper.to_array(init).nbytes for init in inits)
-    if compressed.bias is not None:
-        total += compressed.bias.numel() * 4
-    return total
+    every form of every layer this way)."""
+    _, inits = emit_chain(
+        emitters,
+        runtime,
+        layer,
+        compressed,
+        "x",
+        "y",
+        onnx.NodeProto(),
+        bias=compressed.bias is not None,
+        stand_in=True,
+    )
+    return sum(numpy_helper.to_array(init).nbytes for init in inits)
+
+
+def layer_model(
+    emitters: Emitters,
+    runtime: str,
+    layer: LayerInfo,
+    compressed: CompressedLayer,
+    node: onnx.NodeProto,
+    input_shape: tuple[int, ...],
+    opsets: Sequence[onnx.OperatorSetIdProto],
+) -> bytes:
+    """A model of ``layer`` alone in its compressed form, input ``x`` of ``input_shape``
+    (int64 indices for an embedding), to time it apart from the rest. ``node`` is the layer's
+    node in the exported graph, ``opsets`` the export's."""
+    nodes, inits = emit_chain(
+        emitters,
+        runtime,
+        layer,
+        compressed,
+        "x",
+        "y",
+        node,
+        bias=compressed.bias is not None,
+        stand_in=True,
+    )
+    dtype = TensorProto.INT64 if layer.kind is LayerKind.EMBEDDING else TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "layer",
+        [helper.make_tensor_value_info("x", dtype, list(input_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=list(opsets))
+    if any(n.domain == MS_DOMAIN for n in nodes):
+        ensure_opset(model, MS_DOMAIN, 1)
+    return model.SerializeToString()
 
 
 def pack_nbits(quantized: QuantizedMatrix) -> tuple[np.ndarray, np.ndarray]:

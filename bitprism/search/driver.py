@@ -86,7 +86,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         notes = job.notes
         room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
         if spec.warm_start and room and not study.get_trials(deepcopy=False):
-            seeds, summary = guided_seeds(spec, job, progress=progress)
+            seeds, summary = guided_seeds(spec, job, inputs, store, progress=progress)
             notes = (*notes, summary)
         ctx = eval_context(spec, job)
         store.update_job(job_id, status=JobStatus.RUNNING)

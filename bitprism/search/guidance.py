@@ -6,13 +6,18 @@ the study's first trials after the uniform seeds (``SearchLoop``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from rich.progress import Progress
 
 from bitprism.config import JobSpec
 from bitprism.kernels.base import get_backend
+from bitprism.search.costs import layer_costs
 from bitprism.search.prepare import PreparedJob
-from bitprism.search.warmstart import seed_summary, warm_start
-from bitprism.sensitivity.damage import Structure, measure_damage
+from bitprism.search.store import Store
+from bitprism.search.warmstart import pruned_shapes, seed_summary, warm_start
+from bitprism.sensitivity.damage import Structure, measure_damage, offered_forms
 from bitprism.spaces.candidate import Candidate
 
 # Calibration batches the Fisher and the measured damage are taken on (as `bitprism
@@ -21,10 +26,15 @@ GUIDANCE_BATCHES = 2
 
 
 def guided_seeds(
-    spec: JobSpec, job: PreparedJob, progress: bool = True
+    spec: JobSpec,
+    job: PreparedJob,
+    timing_inputs: Sequence[torch.Tensor],
+    store: Store | None = None,
+    progress: bool = True,
 ) -> tuple[list[Candidate], str]:
     """``spec.warm_start`` integer-program candidates for ``job``, and a line saying what they
-    aim at."""
+    aim at. Layer forms are timed on ``timing_inputs`` (cached in ``store``); nothing else of
+    the job may run meanwhile."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
     structure = Structure(job.groups, job.unit_order, job.workload.example_inputs)
@@ -32,13 +42,25 @@ def guided_seeds(
         tasks = {
             "fisher": bar.add_task("sensitivity: Fisher per sample", total=None),
             "measure": bar.add_task("sensitivity: pruning and low rank measured", total=None),
+            "time": bar.add_task("layer forms timed alone", total=None),
         }
 
         def report(stage: str, done: int, total: int) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
         damage = measure_damage(model, job.space, batches, structure, on_step=report)
-        seeds = warm_start(
-            model, job.space, damage, get_backend(spec.backend), job.groups, spec.warm_start
+        costs = layer_costs(
+            model,
+            job.space.layers,
+            {layer.name: offered_forms(job.space, layer.name) for layer in job.space.layers},
+            pruned_shapes(job.space, job.groups),
+            get_backend(spec.backend),
+            job.base_onnx,
+            timing_inputs,
+            spec.latency.threads,
+            spec.precision,
+            store,
+            on_step=lambda k, n: report("time", k, n),
         )
+        seeds = warm_start(job.space, damage, costs, job.groups, spec.warm_start)
     return [seed.candidate for seed in seeds], seed_summary(seeds)

@@ -143,3 +143,20 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(Integer)
     trial: Mapped[Trial | None] = relationship(back_populates="artifacts")
+
+
+class LatencyCacheRow(Base):
+    """One timed layer form: a layer alone in one form and shape on one runtime, thread count,
+    precision and CPU (the key hashes all of them), so the warm start times it once."""
+
+    __tablename__ = "bp_latency_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    milliseconds: Mapped[float] = mapped_column(Float)
+    backend: Mapped[str] = mapped_column(String(64))
+    runtime_version: Mapped[str] = mapped_column(String(128))
+    threads: Mapped[int] = mapped_column(Integer)
+    precision: Mapped[str] = mapped_column(String(16))
+    cpu: Mapped[str] = mapped_column(Text)
+    op: Mapped[str] = mapped_column(Text)  # readable: kind, weight and input shapes, form
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

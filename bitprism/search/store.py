@@ -7,8 +7,9 @@ lives on the same URL (:func:`optuna_storage`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,20 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bitprism.paths import StoreError, check_store_url
 
-__all__ = ["ArtifactRecord", "JobRecord", "Store", "StoreError", "TrialRecord", "check_store_url"]
+__all__ = [
+    "ArtifactRecord",
+    "JobRecord",
+    "Store",
+    "StoreError",
+    "TimedOp",
+    "TrialRecord",
+    "check_store_url",
+]
 from bitprism.search.schema import (
     Artifact,
     Job,
     JobStatus,
+    LatencyCacheRow,
     LayerChoiceRow,
     Metric,
     Trial,
@@ -55,6 +65,20 @@ class TrialRecord:
     verified: bool | None = None
     error: str | None = None
     artifact: ArtifactRecord | None = None
+
+
+@dataclass(frozen=True)
+class TimedOp:
+    """A layer form timed alone: the cache key and what it was timed on (see LatencyCacheRow)."""
+
+    key: str
+    milliseconds: float
+    backend: str
+    runtime_version: str
+    threads: int
+    precision: str
+    cpu: str
+    op: str
 
 
 @dataclass(frozen=True)
@@ -277,6 +301,23 @@ class Store:
                 )
             )
             return [(row.id, row.number) for row in rows]
+
+    def cached_latencies(self, keys: Iterable[str]) -> dict[str, float]:
+        """Milliseconds of the timed layer forms among ``keys``."""
+        wanted = list(dict.fromkeys(keys))
+        with self._session() as s:
+            rows = s.scalars(select(LatencyCacheRow).where(LatencyCacheRow.key.in_(wanted)))
+            return {row.key: row.milliseconds for row in rows}
+
+    def cache_latencies(self, timed: Iterable[TimedOp]) -> None:
+        """Keep (or refresh) timed layer forms."""
+        with self._session() as s:
+            for op in timed:
+                row = s.get(LatencyCacheRow, op.key)
+                if row is None:
+                    s.add(LatencyCacheRow(**dataclasses.asdict(op)))
+                else:
+                    row.milliseconds = op.milliseconds
 
     def trials(self, job_id: str) -> list[TrialRecord]:
         """All trials of a job, reference first, then by Optuna number."""

@@ -1,38 +1,34 @@
-"""Warm start: the candidates of least predicted damage for a range of byte budgets.
+"""Warm start: the candidates of least predicted damage for a range of byte and time budgets.
 
 The search space is a product of per-layer choices; what a blind sampler lacks is which layers
 can take a compression cheaply. Given each choice's predicted damage
 (:mod:`bitprism.sensitivity.damage`) and its exact bytes in the backend's file, an integer
 program (:mod:`bitprism.search.program`, HAWQ-V3 style) picks one form per layer and one keep
-fraction per prunable group that minimise the summed damage within a byte budget. Solved for
-budgets spread geometrically from the smallest file the space allows to the fp32 size, its
-solutions are the study's first trials: measured like any other, so a wrong prediction costs a
+fraction per prunable group that minimise the summed damage within a budget of bytes and one
+of time. Half the budgets are byte budgets spread geometrically from the smallest file the
+space allows to the fp32 size, each with the layers no slower than in fp32 (the default export
+wants both); the other half are time budgets from the fastest the space allows to fp32. The
+solutions are the study's first trials, measured like any other: a wrong prediction costs a
 trial, never a wrong report.
 
-Bytes come from the backend's own emitters (``Backend.layer_bytes``), not a formula: a layer's
-form is priced with the shape the groups around it leave (rows kept by the group it produces
-for, columns by the group it consumes from), so a candidate's predicted bytes are its file's.
+Costs come from :mod:`bitprism.search.costs` (bytes from the backend's emitters, time measured
+per layer form), for the shape the groups around a layer leave it (rows kept by the group it
+produces for, columns by the group it consumes from).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
-import torch
-from torch import nn
 
-from bitprism.compression.apply import compress_layer
 from bitprism.compression.structured import PruneGroup, kept_units
-from bitprism.kernels.base import Backend
+from bitprism.search.costs import LayerCosts, Shape
 from bitprism.search.program import Program, Term
 from bitprism.sensitivity.damage import DamageTable, offered_forms
 from bitprism.spaces.candidate import Candidate, LayerChoice
-from bitprism.spaces.layer import LayerInfo
 from bitprism.spaces.space import SearchSpace
 
 
@@ -44,6 +40,8 @@ class Seed:
     damage: float
     layer_bytes: int
     smaller: float  # fp32 layer bytes / these layer bytes
+    faster: float  # fp32 layer milliseconds / these (measured per layer form)
+    budget: str  # "bytes" (layers no slower than fp32 too) or "time"
 
 
 @dataclass(frozen=True)
@@ -63,37 +61,72 @@ class _Slots:
 
 
 def warm_start(
-    model: nn.Module,
     space: SearchSpace,
     damage: DamageTable,
-    backend: Backend,
+    costs: LayerCosts,
     groups: Sequence[PruneGroup] = (),
     budgets: int = 8,
 ) -> list[Seed]:
-    """Up to ``budgets`` distinct candidates of least predicted damage, one per byte budget,
-    from the smallest the space allows to just under fp32 (the uncompressed model is left out).
-
-    ``model`` is the model the job compresses (BatchNorm folded): its layers give the shapes.
-    """
+    """Up to ``budgets`` distinct candidates of least predicted damage, one per budget (the
+    uncompressed model left out)."""
     slots = _slots(space, groups)
-    program = Program(slots.sizes(), tuple(_terms(model, space, damage, backend, groups, slots)), 1)
-    smallest = program.solve([None], minimise=0)
-    if smallest is None:  # cannot happen: every slot has an option; kept as a clear error
+    program = Program(slots.sizes(), tuple(_terms(space, damage, costs, groups, slots)), 2)
+    fp32 = program.evaluate([0] * len(slots.index))[1]  # option 0: no compression
+    smallest = program.solve([None, float(fp32[1])], minimise=0)
+    fastest = program.solve([None, None], minimise=1)
+    if smallest is None or fastest is None:  # fp32 itself fits: cannot happen
         raise RuntimeError("the warm-start program has no solution")
-    low = float(program.evaluate(smallest)[1][0])
-    high = float(program.evaluate([0] * len(slots.index))[1][0])  # option 0: no compression
+    low_bytes = float(program.evaluate(smallest)[1][0])
+    low_ms = float(program.evaluate(fastest)[1][1])
+    by_bytes = (budgets + 1) // 2
+    limits: list[tuple[str, list[float | None]]] = [
+        ("bytes", [_between(low_bytes, float(fp32[0]), k, by_bytes), float(fp32[1])])
+        for k in range(by_bytes)
+    ]
+    by_time = budgets - by_bytes
+    limits += [
+        ("time", [None, _between(low_ms, float(fp32[1]), k, by_time)]) for k in range(by_time)
+    ]
     seeds: dict[Candidate, Seed] = {}
-    for k in range(budgets):
-        budget = low * (high / low) ** (k / budgets) if low > 0 else high * k / budgets
-        picks = program.solve([math.ceil(budget)])
+    for budget, limit in limits:
+        picks = program.solve(limit)
         if picks is None:
             continue
         candidate = _candidate(slots, picks)
         if all(choice.is_identity for _, choice in candidate):
             continue
-        value, costs = program.evaluate(picks)
-        seeds.setdefault(candidate, Seed(candidate, value, int(costs[0]), high / float(costs[0])))
+        value, spent = program.evaluate(picks)
+        seeds.setdefault(
+            candidate,
+            Seed(
+                candidate,
+                value,
+                int(spent[0]),
+                float(fp32[0] / spent[0]),
+                float(fp32[1] / spent[1]) if spent[1] > 0 else 1.0,
+                budget,
+            ),
+        )
     return list(seeds.values())
+
+
+def _between(low: float, high: float, k: int, count: int) -> float:
+    """The ``k``-th of ``count`` budgets spread geometrically from ``low`` up to ``high``."""
+    if low <= 0:
+        return high * k / count
+    return low * (high / low) ** (k / count)
+
+
+def pruned_shapes(space: SearchSpace, groups: Sequence[PruneGroup]) -> dict[str, list[Shape]]:
+    """Every (kept rows, kept columns) each layer can have under the space's keep options."""
+    slots = _slots(space, groups)
+    out = {}
+    for layer in space.layers:
+        produced, consumed = _around(layer.name, groups, slots)
+        rows = _kept(produced, slots, layer.out_features, rows=True)
+        cols = _kept(consumed, slots, layer.weight_shape[1], rows=False)
+        out[layer.name] = [(r, c) for r in rows for c in cols]
+    return out
 
 
 def _slots(space: SearchSpace, groups: Sequence[PruneGroup]) -> _Slots:
@@ -112,41 +145,56 @@ def _slots(space: SearchSpace, groups: Sequence[PruneGroup]) -> _Slots:
 
 
 def _terms(
-    model: nn.Module,
     space: SearchSpace,
     damage: DamageTable,
-    backend: Backend,
+    costs: LayerCosts,
     groups: Sequence[PruneGroup],
     slots: _Slots,
 ) -> list[Term]:
     terms = []
     for leader, offered in slots.keeps.items():
         values = np.array([damage.keeps[leader][k] for k in offered])
-        terms.append(Term((slots.index["keep", leader],), values, np.zeros((len(offered), 1))))
-    price = _pricer(backend)
+        terms.append(Term((slots.index["keep", leader],), values, np.zeros((len(offered), 2))))
     for layer in space.layers:
         forms = slots.forms[layer.name]
         form_slot = slots.index["form", layer.name]
         values = np.array([damage.forms[layer.name][f] for f in forms])
-        produced = [g for g in groups if layer.name in g.producers and g.leader in slots.keeps]
-        consumed = [g for g in groups if layer.name in g.consumers and g.leader in slots.keeps]
-        if len(produced) > 1 or len(consumed) > 1:
-            raise ValueError(f"layer {layer.name!r} is pruned by more than one group per side")
-        weight = model.get_submodule(layer.name).get_parameter("weight")
+        produced, consumed = _around(layer.name, groups, slots)
         rows = _kept(produced, slots, layer.out_features, rows=True)
-        cols = _kept(consumed, slots, weight.shape[1], rows=False)
-        costs = np.array(
+        cols = _kept(consumed, slots, layer.weight_shape[1], rows=False)
+        table = np.array(
             [
-                [[[price(layer, tuple(weight.shape), f, r, c)] for c in cols] for r in rows]
+                [
+                    [
+                        [
+                            costs.bytes_of(layer, f, (r, c)),
+                            costs.milliseconds(layer.name, f, (r, c)),
+                        ]
+                        for c in cols
+                    ]
+                    for r in rows
+                ]
                 for f in forms
             ],
             dtype=np.float64,
         )
         related = [slots.index["keep", g.leader] for g in (*produced, *consumed)]
-        costs = costs.reshape(len(forms), *(len(x) for x in (rows, cols) if len(x) > 1), 1)
-        terms.append(Term((form_slot,), values, np.zeros((len(forms), 1))))
-        terms.append(Term((form_slot, *related), np.zeros(costs.shape[:-1]), costs))
+        table = table.reshape(len(forms), *(len(x) for x in (rows, cols) if len(x) > 1), 2)
+        terms.append(Term((form_slot,), values, np.zeros((len(forms), 2))))
+        terms.append(Term((form_slot, *related), np.zeros(table.shape[:-1]), table))
     return terms
+
+
+def _around(
+    name: str, groups: Sequence[PruneGroup], slots: _Slots
+) -> tuple[list[PruneGroup], list[PruneGroup]]:
+    """The searched groups whose keep prunes ``name``'s rows, and those that prune its
+    columns (at most one each)."""
+    produced = [g for g in groups if name in g.producers and g.leader in slots.keeps]
+    consumed = [g for g in groups if name in g.consumers and g.leader in slots.keeps]
+    if len(produced) > 1 or len(consumed) > 1:
+        raise ValueError(f"layer {name!r} is pruned by more than one group per side")
+    return produced, consumed
 
 
 def _kept(around: list[PruneGroup], slots: _Slots, full: int, rows: bool) -> list[int]:
@@ -158,31 +206,6 @@ def _kept(around: list[PruneGroup], slots: _Slots, full: int, rows: bool) -> lis
     group = around[0]
     width = group.unit_size if rows else full // group.units
     return [kept_units(group.units, k) * width for k in slots.keeps[group.leader]]
-
-
-def _pricer(backend: Backend) -> Callable[[LayerInfo, tuple[int, ...], LayerChoice, int, int], int]:
-    """Bytes of a layer's form at a pruned shape. They depend on the shape alone, not on the
-    weights' values, so a deterministic stand-in weight is compressed and each (kind, shape,
-    form) priced once: MiniLM's 36 layers share a handful of shapes."""
-
-    @cache
-    def price(
-        layer: LayerInfo, shape: tuple[int, ...], form: LayerChoice, rows: int, cols: int
-    ) -> int:
-        pruned = (rows, cols, *shape[2:])
-        info = dataclasses.replace(layer, name="priced", weight_shape=pruned)
-        weight = torch.randn(pruned, generator=torch.Generator().manual_seed(0))
-        bias = torch.zeros(rows) if layer.has_bias else None
-        compressed = compress_layer(info, weight, bias, form, backend.input_quant)
-        return backend.layer_bytes(info, compressed)
-
-    def by_shape(
-        layer: LayerInfo, shape: tuple[int, ...], form: LayerChoice, rows: int, cols: int
-    ) -> int:
-        key = dataclasses.replace(layer, name="", prune_units=0)
-        return price(key, shape, form, rows, cols)
-
-    return by_shape
 
 
 def _candidate(slots: _Slots, picks: Sequence[int]) -> Candidate:
@@ -201,8 +224,10 @@ def seed_summary(seeds: Sequence[Seed]) -> str:
     """One line for the job's log: how many seeds and the range of sizes they aim at."""
     if not seeds:
         return "warm start: no candidate smaller than fp32 in the space"
-    ratios = sorted(s.smaller for s in seeds)
+    smaller = sorted(s.smaller for s in seeds)
+    faster = sorted(s.faster for s in seeds)
     return (
-        f"warm start: {len(seeds)} integer-program seeds of least predicted damage, "
-        f"{ratios[0]:.1f}x to {ratios[-1]:.1f}x smaller layers"
+        f"warm start: {len(seeds)} integer-program seeds of least predicted damage, layers "
+        f"{smaller[0]:.1f}x to {smaller[-1]:.1f}x smaller and {faster[0]:.2f}x to "
+        f"{faster[-1]:.2f}x faster by their forms' timings"
     )

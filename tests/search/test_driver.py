@@ -319,16 +319,20 @@ def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
 
 
 def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(store_url, tmp_path) -> None:
+    from bitprism.evaluators.latency import timing_inputs
     from bitprism.search.guidance import guided_seeds
     from bitprism.search.prepare import prepare_job
     from bitprism.workloads import resolve_workload
+    from bitprism.workloads.base import as_tuple
 
     digits = resolve_workload("digits-cnn")
     spec = job_spec(store_url, tmp_path, workload="digits-cnn", warm_start=3)
     job = prepare_job(spec, digits)
     uniform = job.space.uniform_seeds()
     spec = spec.model_copy(update={"trials": len(uniform) + 3})
-    guided, summary = guided_seeds(spec, job, progress=False)
+    inputs = timing_inputs(as_tuple(job.workload.example_inputs), None)
+    # The job finds the layer timings this call caches in its store, so it poses the same program.
+    guided, summary = guided_seeds(spec, job, inputs, Store(store_url), progress=False)
     assert 1 <= len(guided) <= 3 and "integer-program seeds" in summary
     run_job(spec, progress=False)
     searched = [t.candidate for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
