@@ -1,0 +1,142 @@
+"""Does the guided search find the front in fewer trials than a blind one?
+
+Runs whole bitprism jobs, same workload, backend, evaluator and trial budget, for three
+methods and several sampler seeds:
+
+- ``random``: Optuna's RandomSampler, no warm start;
+- ``nsga2``: NSGA-II (the default sampler), no warm start;
+- ``guided``: NSGA-II after the integer-program warm start (the default job).
+
+Every job first measures the same uniform seeds (int8, int4 ... everywhere), as a user's job
+does. After each trial, the hypervolume of the verified points in (accuracy / fp32's,
+speed-up over fp32, bytes / fp32's) is taken against a fixed reference point (90% of fp32's
+accuracy, 0.5x, fp32's size), with speed-up and bytes as each job measured them against its own
+fp32 timed in the same passes. Printed per method: the median over seeds of the hypervolume
+at each checkpoint, and of the trials needed to reach 95% of the best hypervolume any run
+found ("never" if not within the budget); then the ratio guided / random.
+
+    .venv/bin/python benchmarks/search_efficiency.py [--workload digits-cnn] [--trials 40]
+        [--seeds 3] [--methods random,nsga2,guided] [--store sqlite:///.../x.db]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from optuna._hypervolume import compute_hypervolume
+
+from bitprism.config import JobSpec, Sampler
+from bitprism.evaluators.latency import cpu_flags
+from bitprism.search.driver import run_job
+from bitprism.search.schema import TrialRole, TrialState
+from bitprism.search.store import Store, TrialRecord
+
+METHODS = {
+    "random": {"sampler": Sampler.RANDOM, "warm_start": 0},
+    "nsga2": {"sampler": Sampler.NSGA2, "warm_start": 0},
+    "guided": {"sampler": Sampler.NSGA2, "warm_start": 8},
+}
+REFERENCE = np.array([-0.9, -0.5, 1.0])  # minimised: -accuracy ratio, -speed-up, bytes ratio
+
+
+def hypervolume_curve(trials: list[TrialRecord], budget: int) -> list[float]:
+    """Hypervolume of the verified points after each of the first ``budget`` search trials."""
+    reference = next(t for t in trials if t.role is TrialRole.REFERENCE).metrics
+    searched = sorted(
+        (t for t in trials if t.role is TrialRole.SEARCH and t.number is not None),
+        key=lambda t: t.number or 0,
+    )
+    points: list[list[float]] = []
+    curve = []
+    for trial in searched[:budget]:
+        if trial.state is TrialState.COMPLETE and trial.verified:
+            m = trial.metrics
+            point = [
+                -m["accuracy"] / reference["accuracy"],
+                -m["speedup"],
+                m["weight_bytes"] / reference["weight_bytes"],
+            ]
+            if all(p < r for p, r in zip(point, REFERENCE, strict=True)):
+                points.append(point)
+        curve.append(float(compute_hypervolume(np.array(points), REFERENCE)) if points else 0.0)
+    return curve + [curve[-1] if curve else 0.0] * (budget - len(curve))
+
+
+def trials_to_reach(curve: list[float], target: float) -> int | None:
+    return next((i + 1 for i, value in enumerate(curve) if value >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", default="digits-cnn")
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--backend", default="ort-cpu")
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--store", default="sqlite:////tmp/bitprism-bench-efficiency/store.db")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; known: {list(METHODS)}")
+    out = Path("/tmp/bitprism-bench-efficiency")
+    print(f"CPU: {cpu_flags()}")
+    print(f"{args.workload} on {args.backend}, {args.trials} trials, {args.seeds} seeds")
+    store = Store(args.store)
+    curves: dict[str, list[list[float]]] = {m: [] for m in methods}
+    for seed in range(args.seeds):
+        for method in methods:
+            job_id = f"eff-{args.workload}-{args.backend}-{method}-s{seed}-t{args.trials}"
+            started = time.perf_counter()
+            if store.job(job_id) is None or len(store.trials(job_id)) < args.trials:
+                spec = JobSpec(
+                    workload=args.workload,
+                    data=args.data,
+                    backend=args.backend,
+                    trials=args.trials,
+                    workers=args.workers,
+                    seed=seed,
+                    store=args.store,
+                    output_dir=out,
+                    job_id=job_id,
+                    **METHODS[method],
+                )
+                run_job(spec, progress=False)
+            curve = hypervolume_curve(store.trials(job_id), args.trials)
+            curves[method].append(curve)
+            print(
+                f"  seed {seed} {method:>7}: hypervolume {curve[-1]:.3f} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    best = max(c[-1] for runs in curves.values() for c in runs)
+    target = 0.95 * best
+    checkpoints = sorted({max(1, args.trials * k // 4) for k in range(1, 5)})
+    print(f"\nbest hypervolume any run found: {best:.3f}; target (95%): {target:.3f}")
+    header = " ".join(f"{'@' + str(c):>7}" for c in checkpoints)
+    print(f"{'method':>8} {header}  trials to target (per seed)  median")
+    medians: dict[str, float | None] = {}
+    for method, runs in curves.items():
+        cells = " ".join(f"{statistics.median(r[c - 1] for r in runs):7.3f}" for c in checkpoints)
+        reached = [trials_to_reach(r, target) for r in runs]
+        counted = [n if n is not None else args.trials + 1 for n in reached]
+        median = statistics.median(counted)
+        medians[method] = None if median > args.trials else median
+        shown = ", ".join("never" if n is None else str(n) for n in reached)
+        print(f"{method:>8} {cells}  {shown:<27}  {medians[method] or 'never'}")
+    if "guided" in medians and "random" in medians:
+        g, r = medians["guided"], medians["random"]
+        if g is not None and r is not None:
+            print(f"\nguided / random trials to target: {g / r:.2f} (goal <= 0.33)")
+        else:
+            print(f"\nguided reached the target: {g is not None}; random: {r is not None}")
+
+
+if __name__ == "__main__":
+    main()
