@@ -37,7 +37,7 @@ def guided_seeds(
     the job may run meanwhile."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
-    structure = Structure(job.groups, job.unit_order, job.workload.example_inputs)
+    structure = Structure(job.groups, job.unit_order)
     with Progress(transient=True, disable=not progress) as bar:
         tasks = {
             "fisher": bar.add_task("sensitivity: Fisher per sample", total=None),

@@ -30,7 +30,7 @@ def test_seeds_trade_damage_for_bytes_and_their_bytes_are_the_files(
     job = prepare_job(spec, digits)
     model = job.workload.model
     batches = list(job.workload.calibration[:2])
-    structure = Structure(job.groups, job.unit_order, job.workload.example_inputs)
+    structure = Structure(job.groups, job.unit_order)
     table = measure_damage(model, job.space, batches, structure)
     runtime = get_backend(backend)
     forms = {layer.name: offered_forms(job.space, layer.name) for layer in job.space.layers}

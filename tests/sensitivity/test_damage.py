@@ -27,11 +27,10 @@ def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # t
     units = {g.leader: g.units for g in groups}
     layers = tuple(dataclasses.replace(x, prune_units=units.get(x.name, 0)) for x in found)
     space = build_space(layers, get_backend("ort-cpu"))
-    structure = Structure(
-        groups, unit_order(model, groups, digits.calibration), digits.example_inputs
-    )
+    structure = Structure(groups, unit_order(model, groups, digits.calibration))
     batches = list(digits.calibration[:2])
     fisher = fisher_diagonal(model, [x.name for x in layers], batches)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     steps = []
     table = predicted_damage(
         model, space, fisher, batches, structure, on_step=lambda k, n: steps.append((k, n))
@@ -55,9 +54,12 @@ def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # t
         for keep, omega in table.keeps.get(layer.name, {}).items():
             predicted.append(omega)
             actual.append(measured(Candidate.from_dict({layer.name: LayerChoice(keep=keep)})))
+            # measured in place by zeroing what reads the removed units: what pruning computes
+            assert omega == pytest.approx(actual[-1], rel=1e-3, abs=1e-9), (layer.name, keep)
     assert len(predicted) > 40
     assert spearmanr(predicted, actual).statistic > 0.9
     assert steps and steps[-1][0] == steps[-1][1]  # every measured choice reported
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # restored
     # A whole candidate's damage is the sum over its layers and groups.
     choices = {"head.1": LayerChoice(weight_bits=4, keep=0.5), "head.5": LayerChoice(weight_bits=7)}
     assert table.of(choices) == pytest.approx(
