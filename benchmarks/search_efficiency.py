@@ -66,6 +66,29 @@ def hypervolume_curve(trials: list[TrialRecord], budget: int) -> list[float]:
     return curve + [curve[-1] if curve else 0.0] * (budget - len(curve))
 
 
+def prediction_errors(trials: list[TrialRecord]) -> str:
+    """How far the warm start's per-layer predictions were from the whole model's measurement:
+    median relative error of speed-up and of size ratio over its seeds."""
+    seeded = [t for t in trials if "predicted_layer_speedup" in t.metrics and t.verified]
+    if not seeded:
+        return "no warm-start trial"
+    reference = next(t for t in trials if t.role is TrialRole.REFERENCE).metrics
+    speed = [abs(t.metrics["predicted_layer_speedup"] / t.metrics["speedup"] - 1) for t in seeded]
+    size = [
+        abs(
+            t.metrics["predicted_layer_smaller"]
+            / (reference["weight_bytes"] / t.metrics["weight_bytes"])
+            - 1
+        )
+        for t in seeded
+    ]
+    return (
+        f"{len(seeded)} warm-start trials: predicted layer speed-up off by "
+        f"{100 * statistics.median(speed):.0f}% (median; max {100 * max(speed):.0f}%) from "
+        f"the whole model's, layer size ratio by {100 * statistics.median(size):.0f}%"
+    )
+
+
 def trials_to_reach(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, value in enumerate(curve) if value >= target), None)
 
@@ -108,13 +131,16 @@ def main() -> None:
                     **METHODS[method],
                 )
                 run_job(spec, progress=False)
-            curve = hypervolume_curve(store.trials(job_id), args.trials)
+            records = store.trials(job_id)
+            curve = hypervolume_curve(records, args.trials)
             curves[method].append(curve)
             print(
                 f"  seed {seed} {method:>7}: hypervolume {curve[-1]:.3f} "
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
+            if METHODS[method]["warm_start"]:
+                print(f"    {prediction_errors(records)}", flush=True)
     best = max(c[-1] for runs in curves.values() for c in runs)
     target = 0.95 * best
     checkpoints = sorted({max(1, args.trials * k // 4) for k in range(1, 5)})

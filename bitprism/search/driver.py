@@ -32,7 +32,7 @@ from bitprism.search.parallel import RayPool
 from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
-from bitprism.spaces.candidate import Candidate
+from bitprism.search.warmstart import Seed
 from bitprism.workloads.base import Workload, as_tuple
 from bitprism.workloads.registry import resolve_workload
 
@@ -82,7 +82,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         _check_resume(store, spec, job, batch=inputs[0].shape[0])
         study = _study(spec)
         _recover(store, study, job_id, spec)
-        seeds: list[Candidate] = []
+        seeds: list[Seed] = []
         notes = job.notes
         room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
         if spec.warm_start and room and not study.get_trials(deepcopy=False):

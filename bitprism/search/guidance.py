@@ -16,9 +16,8 @@ from bitprism.kernels.base import get_backend
 from bitprism.search.costs import layer_costs
 from bitprism.search.prepare import PreparedJob
 from bitprism.search.store import Store
-from bitprism.search.warmstart import pruned_shapes, seed_summary, warm_start
+from bitprism.search.warmstart import Seed, pruned_shapes, seed_summary, warm_start
 from bitprism.sensitivity.damage import Structure, measure_damage, offered_forms
-from bitprism.spaces.candidate import Candidate
 
 # Calibration batches the Fisher and the measured damage are taken on (as `bitprism
 # sensitivity` does by default): per-sample gradients cost one backward pass per row.
@@ -31,7 +30,7 @@ def guided_seeds(
     timing_inputs: Sequence[torch.Tensor],
     store: Store | None = None,
     progress: bool = True,
-) -> tuple[list[Candidate], str]:
+) -> tuple[list[Seed], str]:
     """``spec.warm_start`` integer-program candidates for ``job``, and a line saying what they
     aim at. Layer forms are timed on ``timing_inputs`` (cached in ``store``); nothing else of
     the job may run meanwhile."""
@@ -63,4 +62,4 @@ def guided_seeds(
             on_step=lambda k, n: report("time", k, n),
         )
         seeds = warm_start(job.space, damage, costs, job.groups, spec.warm_start)
-    return [seed.candidate for seed in seeds], seed_summary(seeds)
+    return seeds, seed_summary(seeds)

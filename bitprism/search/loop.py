@@ -26,6 +26,7 @@ from bitprism.search.pareto import pareto_front
 from bitprism.search.progress import SearchProgress
 from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, TrialRecord
+from bitprism.search.warmstart import Seed
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.space import SearchSpace
 
@@ -53,10 +54,12 @@ class SearchLoop:
         pool: RayPool,
         ctx_ref: Any,
         timing_inputs: tuple[torch.Tensor, ...],
-        guided: Sequence[Candidate] = (),
+        guided: Sequence[Seed] = (),
     ) -> None:
         self.spec, self.store, self.study, self.space = spec, store, study, space
-        self.guided = list(guided)
+        self.guided = [seed.candidate for seed in guided]
+        # What the warm start predicted for its seeds, stored with their measurements.
+        self.predicted = {seed.candidate.digest(): seed.predictions() for seed in guided}
         self.pool, self.ctx_ref, self.timing_inputs = pool, ctx_ref, timing_inputs
         self.timed_at = {"timing_batch": float(timing_inputs[0].shape[0])}
         self.per_round = max(spec.workers, spec.latency.per_round or spec.workers)
@@ -244,6 +247,8 @@ class SearchLoop:
         bar: SearchProgress,
         note: str | None = None,
     ) -> TrialRecord:
+        if pending.trial is not None:
+            metrics = {**metrics, **self.predicted.get(pending.candidate.digest(), {})}
         self.store.complete_trial(pending.row, metrics, True, artifact, note=note)
         number = None if pending.trial is None else pending.trial.number
         role = TrialRole.REFERENCE if pending.trial is None else TrialRole.SEARCH

@@ -43,6 +43,14 @@ class Seed:
     faster: float  # fp32 layer milliseconds / these (measured per layer form)
     budget: str  # "bytes" (layers no slower than fp32 too) or "time"
 
+    def predictions(self) -> dict[str, float]:
+        """What the program predicted, as trial metrics (checked against the measured ones)."""
+        return {
+            "predicted_damage": self.damage,
+            "predicted_layer_smaller": self.smaller,
+            "predicted_layer_speedup": self.faster,
+        }
+
 
 @dataclass(frozen=True)
 class _Slots:

@@ -113,4 +113,5 @@ def _check_options(
 def _load_builtins() -> None:
     """Import the modules that register built-in workloads (kept lazy: heavy imports)."""
     importlib.import_module("bitprism.workloads.digits")
+    importlib.import_module("bitprism.workloads.digits_mixer")
     importlib.import_module("bitprism.workloads.encoder")

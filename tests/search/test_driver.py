@@ -337,7 +337,12 @@ def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(store_url, tm
     run_job(spec, progress=False)
     searched = [t.candidate for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
     assert searched[: len(uniform)] == uniform
-    assert searched[len(uniform) : len(uniform) + len(guided)] == guided
+    assert searched[len(uniform) : len(uniform) + len(guided)] == [s.candidate for s in guided]
+    # The program's predictions are stored with the seeds' measurements, to check it.
+    records = [t for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
+    seeded = records[len(uniform) : len(uniform) + len(guided)]
+    assert all(t.metrics["predicted_layer_smaller"] > 1.0 for t in seeded)
+    assert not any("predicted_damage" in t.metrics for t in records[: len(uniform)])
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino-cpu"])
