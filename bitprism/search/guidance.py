@@ -6,6 +6,8 @@ the study's first trials after the uniform seeds (``SearchLoop``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import torch
@@ -17,7 +19,15 @@ from bitprism.search.costs import layer_costs
 from bitprism.search.prepare import PreparedJob
 from bitprism.search.store import Store
 from bitprism.search.warmstart import Seed, pruned_shapes, seed_summary, warm_start
-from bitprism.sensitivity.damage import Structure, measure_damage, offered_forms
+from bitprism.sensitivity.damage import (
+    DAMAGE_VERSION,
+    DamageTable,
+    Structure,
+    measure_damage,
+    offered_forms,
+)
+from bitprism.workloads.base import Inputs
+from bitprism.workloads.fingerprint import data_fingerprint
 
 # Calibration batches the Fisher and the measured damage are taken on (as `bitprism
 # sensitivity` does by default): per-sample gradients cost one backward pass per row.
@@ -32,8 +42,9 @@ def guided_seeds(
     progress: bool = True,
 ) -> tuple[list[Seed], str]:
     """``spec.warm_start`` integer-program candidates for ``job``, and a line saying what they
-    aim at. Layer forms are timed on ``timing_inputs`` (cached in ``store``); nothing else of
-    the job may run meanwhile."""
+    aim at. Layer forms are timed on ``timing_inputs``; nothing else of the job may run
+    meanwhile. Timings and the damage table are cached in ``store``, so a second job on the
+    same model, data and space measures neither again."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
     structure = Structure(job.groups, job.unit_order)
@@ -47,7 +58,14 @@ def guided_seeds(
         def report(stage: str, done: int, total: int) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
-        damage = measure_damage(model, job.space, batches, structure, on_step=report)
+        key = _damage_key(job, batches)
+        cached = store.cached_damage(key) if store is not None else None
+        if cached is not None:
+            damage = DamageTable.from_dict(cached)
+        else:
+            damage = measure_damage(model, job.space, batches, structure, on_step=report)
+            if store is not None:
+                store.cache_damage(key, damage.to_dict())
         costs = layer_costs(
             model,
             job.space.layers,
@@ -63,3 +81,16 @@ def guided_seeds(
         )
         seeds = warm_start(job.space, damage, costs, job.groups, spec.warm_start)
     return seeds, seed_summary(seeds)
+
+
+def _damage_key(job: PreparedJob, batches: Sequence[Inputs]) -> str:
+    """What a damage table depends on: the method's version, the model, the calibration
+    batches, the space's choices and the ranked prune units."""
+    parts = {
+        "version": DAMAGE_VERSION,
+        "model": job.model_hash,
+        "data": data_fingerprint(batches),
+        "space": job.space.to_dict(),
+        "order": {leader: list(units) for leader, units in sorted(job.unit_order.items())},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -160,3 +160,14 @@ class LatencyCacheRow(Base):
     cpu: Mapped[str] = mapped_column(Text)
     op: Mapped[str] = mapped_column(Text)  # readable: kind, weight and input shapes, form
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DamageCacheRow(Base):
+    """A job's predicted-damage table, reused by the next job on the same model, calibration
+    data and space (the key hashes all three and the method's version)."""
+
+    __tablename__ = "bp_damage_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    table: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

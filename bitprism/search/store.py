@@ -34,6 +34,7 @@ __all__ = [
 ]
 from bitprism.search.schema import (
     Artifact,
+    DamageCacheRow,
     Job,
     JobStatus,
     LatencyCacheRow,
@@ -318,6 +319,20 @@ class Store:
                     s.add(LatencyCacheRow(**dataclasses.asdict(op)))
                 else:
                     row.milliseconds = op.milliseconds
+
+    def cached_damage(self, key: str) -> dict[str, Any] | None:
+        """A cached predicted-damage table (as stored), or None."""
+        with self._session() as s:
+            row = s.get(DamageCacheRow, key)
+            return None if row is None else dict(row.table)
+
+    def cache_damage(self, key: str, table: Mapping[str, Any]) -> None:
+        with self._session() as s:
+            row = s.get(DamageCacheRow, key)
+            if row is None:
+                s.add(DamageCacheRow(key=key, table=dict(table)))
+            else:
+                row.table = dict(table)
 
     def trials(self, job_id: str) -> list[TrialRecord]:
         """All trials of a job, reference first, then by Optuna number."""

@@ -28,6 +28,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +41,9 @@ from bitprism.spaces.candidate import LayerChoice
 from bitprism.spaces.layer import LayerInfo
 from bitprism.spaces.space import SearchSpace
 from bitprism.workloads.base import Inputs
+
+# Bump when how damage is predicted changes: cached tables of older versions are not reused.
+DAMAGE_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,32 @@ class DamageTable:
 
     forms: Mapping[str, Mapping[LayerChoice, float]]
     keeps: Mapping[str, Mapping[float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for the store's cache."""
+        return {
+            "forms": {
+                name: [[dataclasses.asdict(form), value] for form, value in values.items()]
+                for name, values in self.forms.items()
+            },
+            "keeps": {
+                name: [[keep, value] for keep, value in values.items()]
+                for name, values in self.keeps.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DamageTable:
+        return cls(
+            forms={
+                name: {LayerChoice(**form): float(value) for form, value in values}
+                for name, values in data["forms"].items()
+            },
+            keeps={
+                name: {float(keep): float(value) for keep, value in values}
+                for name, values in data["keeps"].items()
+            },
+        )
 
     def of(self, choices: Mapping[str, LayerChoice]) -> float:
         """The predicted damage of a whole candidate (a sum over its layers and groups)."""

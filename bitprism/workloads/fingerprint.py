@@ -7,6 +7,7 @@ refuses a resume (or an export) with a retrained or edited model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -41,3 +42,15 @@ def model_fingerprint(model: nn.Module, example_inputs: Inputs) -> str:
 def _raw_bytes(tensor: torch.Tensor) -> memoryview:
     """A contiguous tensor's memory as bytes, uncopied; also for dtypes numpy lacks (bf16)."""
     return tensor.reshape(-1).view(torch.uint8).numpy().data
+
+
+def data_fingerprint(batches: Sequence[Inputs]) -> str:
+    """sha256 hex digest of input batches (dtypes, shapes and raw bytes): what a measurement
+    taken on them is cached under, so other data never reuses it."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        for tensor in as_tuple(batch):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{data.dtype}:{tuple(data.shape)};".encode())
+            digest.update(_raw_bytes(data))
+    return digest.hexdigest()

@@ -318,7 +318,9 @@ def test_other_samplers_run(store_url, tmp_path, sampler: str) -> None:
     assert _search_numbers(Store(store_url)) == [0, 1, 2]
 
 
-def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(store_url, tmp_path) -> None:
+def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(
+    store_url, tmp_path, monkeypatch
+) -> None:
     from bitprism.evaluators.latency import timing_inputs
     from bitprism.search.guidance import guided_seeds
     from bitprism.search.prepare import prepare_job
@@ -343,6 +345,15 @@ def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(store_url, tm
     seeded = records[len(uniform) : len(uniform) + len(guided)]
     assert all(t.metrics["predicted_layer_smaller"] > 1.0 for t in seeded)
     assert not any("predicted_damage" in t.metrics for t in records[: len(uniform)])
+    # A second job on the same model, data and space measures neither damage nor timings.
+    from bitprism.search import guidance
+
+    def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("damage was measured again")
+
+    monkeypatch.setattr(guidance, "measure_damage", fail)
+    again, _ = guided_seeds(spec, job, inputs, Store(store_url), progress=False)
+    assert [s.candidate for s in again] == [s.candidate for s in guided]
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino-cpu"])

@@ -80,3 +80,19 @@ def test_digest_is_the_same_in_another_process(model: nn.Module) -> None:
     )
 
     assert result.stdout.strip() == model_fingerprint(model, _IMAGES)
+
+
+def test_data_fingerprint_follows_the_values_and_shapes() -> None:
+    from bitprism.workloads.fingerprint import data_fingerprint
+
+    batches = [
+        torch.arange(12.0).view(3, 4),
+        (torch.ones(2, 5), torch.zeros(2, 5, dtype=torch.long)),
+    ]
+    same = [
+        t.clone() if isinstance(t, torch.Tensor) else tuple(x.clone() for x in t) for t in batches
+    ]
+    assert data_fingerprint(batches) == data_fingerprint(same)
+    changed = [batches[0] + 1e-3, batches[1]]
+    assert data_fingerprint(changed) != data_fingerprint(batches)
+    assert data_fingerprint([batches[0].view(4, 3)]) != data_fingerprint(batches[:1])
