@@ -129,17 +129,7 @@ def emitted_bytes(
     """The bytes ``layer``'s compressed form takes in a file lowered with ``emitters``: its
     initializers as stored, bias included, without building a graph (the warm start prices
     every form of every layer this way)."""
-    _, inits = emit_chain(
-        emitters,
-        runtime,
-        layer,
-        compressed,
-        "x",
-        "y",
-        onnx.NodeProto(),
-        bias=compressed.bias is not None,
-        stand_in=True,
-    )
+    _, inits = _alone(emitters, runtime, layer, compressed, onnx.NodeProto())
     return sum(numpy_helper.to_array(init).nbytes for init in inits)
 
 
@@ -155,17 +145,7 @@ def layer_model(
     """A model of ``layer`` alone in its compressed form, input ``x`` of ``input_shape``
     (int64 indices for an embedding), to time it apart from the rest. ``node`` is the layer's
     node in the exported graph, ``opsets`` the export's."""
-    nodes, inits = emit_chain(
-        emitters,
-        runtime,
-        layer,
-        compressed,
-        "x",
-        "y",
-        node,
-        bias=compressed.bias is not None,
-        stand_in=True,
-    )
+    nodes, inits = _alone(emitters, runtime, layer, compressed, node)
     dtype = TensorProto.INT64 if layer.kind is LayerKind.EMBEDDING else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes,
@@ -178,6 +158,20 @@ def layer_model(
     if any(n.domain == MS_DOMAIN for n in nodes):
         ensure_opset(model, MS_DOMAIN, 1)
     return model.SerializeToString()
+
+
+def _alone(
+    emitters: Emitters,
+    runtime: str,
+    layer: LayerInfo,
+    compressed: CompressedLayer,
+    node: onnx.NodeProto,
+) -> Emitted:
+    """``layer``'s whole form (bias included) from ``x`` to ``y``, outside any graph."""
+    bias = compressed.bias is not None
+    return emit_chain(
+        emitters, runtime, layer, compressed, "x", "y", node, bias=bias, stand_in=True
+    )
 
 
 def pack_nbits(quantized: QuantizedMatrix) -> tuple[np.ndarray, np.ndarray]:

@@ -92,8 +92,8 @@ def layer_costs(
     seen = _input_shapes(model, layers, timing_inputs)
     base = onnx.load_model_from_string(base_onnx)
     nodes = {layer.name: find_layer_node(base.graph, layer.name).node for layer in layers}
-    tag = f"{backend.name}|{backend.version}|{threads}|{precision.value}|{cpu_flags()}"
-    price = _bytes_of(backend)
+    cpu = cpu_flags()
+    tag = f"{backend.name}|{backend.version}|{threads}|{precision.value}|{cpu}"
 
     def stand_in(layer: LayerInfo, form: LayerChoice, shape: Shape) -> _Timed:
         info, compressed = _compressed(layer, form, shape, backend)
@@ -105,27 +105,24 @@ def layer_costs(
         return _Timed(key, data, x, layer, op)
 
     full = {layer.name: (layer.out_features, layer.weight_shape[1]) for layer in layers}
-    plan: dict[str, list[tuple[str, object, _Timed]]] = {}
-    for layer in layers:
-        if layer.name not in seen:
-            continue
-        entries: list[tuple[str, object, _Timed]] = []
-        for form in forms[layer.name]:
-            entries.append(("form", form, stand_in(layer, form, full[layer.name])))
-        for shape in shapes[layer.name]:
-            entries.append(("shape", shape, stand_in(layer, LayerChoice(), shape)))
-        plan[layer.name] = entries
-    keys = [t.key for entries in plan.values() for _, _, t in entries]
+    reached = [layer for layer in layers if layer.name in seen]  # the rest cost no time
+    by_form = {x.name: {f: stand_in(x, f, full[x.name]) for f in forms[x.name]} for x in reached}
+    by_shape = {x.name: {s: stand_in(x, LayerChoice(), s) for s in shapes[x.name]} for x in reached}
+    keys = [t.key for plan in (by_form, by_shape) for ts in plan.values() for t in ts.values()]
     known = dict(store.cached_latencies(keys)) if store is not None else {}
     timed = 0
-    for step, entries in enumerate(plan.values()):
-        todo = list({t.key: t for _, _, t in entries if t.key not in known}.values())
-        if todo:
-            reference = entries[0][2]  # the fp32 form at full shape leads each comparison
-            group = [reference, *(t for t in todo if t.key != reference.key)]
+    for step, layer in enumerate(reached):
+        reference = by_form[layer.name][LayerChoice()]  # fp32 at full shape leads the passes
+        todo = {
+            t.key: t
+            for t in (*by_form[layer.name].values(), *by_shape[layer.name].values())
+            if t.key not in known and t.key != reference.key
+        }
+        if todo or reference.key not in known:
+            group = [reference, *todo.values()]
             found = _time(group, backend, threads, precision)
             known.update(found)
-            timed += len(found)
+            timed += len(group)
             if store is not None:
                 store.cache_latencies(
                     TimedOp(
@@ -135,25 +132,26 @@ def layer_costs(
                         backend.version,
                         threads,
                         precision.value,
-                        cpu_flags(),
+                        cpu,
                         t.op,
                     )
                     for t in group
                 )
         if on_step is not None:
-            on_step(step + 1, len(plan))
-    form_ms: dict[str, dict[LayerChoice, float]] = {}
-    shape_ms: dict[str, dict[Shape, float]] = {}
-    for layer in layers:
-        entries = plan.get(layer.name, [])
-        form_ms[layer.name] = {f: 0.0 for f in forms[layer.name]}  # unreached: costs no time
-        shape_ms[layer.name] = {s: 0.0 for s in shapes[layer.name]}
-        for kind, value, t in entries:
-            if kind == "form":
-                form_ms[layer.name][value] = known[t.key]  # type: ignore[index]
-            else:
-                shape_ms[layer.name][value] = known[t.key]  # type: ignore[index]
-    return LayerCosts(full, form_ms, shape_ms, price, timed)
+            on_step(step + 1, len(reached))
+    form_ms = {
+        x.name: {f: known[t.key] for f, t in by_form[x.name].items()}
+        if x.name in by_form
+        else dict.fromkeys(forms[x.name], 0.0)
+        for x in layers
+    }
+    shape_ms = {
+        x.name: {s: known[t.key] for s, t in by_shape[x.name].items()}
+        if x.name in by_shape
+        else dict.fromkeys(shapes[x.name], 0.0)
+        for x in layers
+    }
+    return LayerCosts(full, form_ms, shape_ms, _bytes_of(backend), timed)
 
 
 def _time(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from rich.progress import Progress
 
 from bitprism.config import JobSpec
 from bitprism.kernels.base import get_backend
-from bitprism.search.costs import layer_costs
+from bitprism.search.costs import LayerCosts, layer_costs
 from bitprism.search.prepare import PreparedJob
 from bitprism.search.store import Store
 from bitprism.search.warmstart import Seed, pruned_shapes, seed_summary, warm_start
@@ -66,21 +66,36 @@ def guided_seeds(
             damage = measure_damage(model, job.space, batches, structure, on_step=report)
             if store is not None:
                 store.cache_damage(key, damage.to_dict())
-        costs = layer_costs(
-            model,
-            job.space.layers,
-            {layer.name: offered_forms(job.space, layer.name) for layer in job.space.layers},
-            pruned_shapes(job.space, job.groups),
-            get_backend(spec.backend),
-            job.base_onnx,
-            timing_inputs,
-            spec.latency.threads,
-            spec.precision,
-            store,
-            on_step=lambda k, n: report("time", k, n),
+        costs = job_costs(
+            spec, job, timing_inputs, store, on_step=lambda k, n: report("time", k, n)
         )
         seeds = warm_start(job.space, damage, costs, job.groups, spec.warm_start)
     return seeds, seed_summary(seeds)
+
+
+def job_costs(
+    spec: JobSpec,
+    job: PreparedJob,
+    timing_inputs: Sequence[torch.Tensor],
+    store: Store | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> LayerCosts:
+    """Bytes and measured time of every form and pruned shape ``job``'s space offers, on the
+    job's backend, threads and precision (timings cached in ``store``)."""
+    space = job.space
+    return layer_costs(
+        job.workload.model,
+        space.layers,
+        {layer.name: offered_forms(space, layer.name) for layer in space.layers},
+        pruned_shapes(space, job.groups),
+        get_backend(spec.backend),
+        job.base_onnx,
+        timing_inputs,
+        spec.latency.threads,
+        spec.precision,
+        store,
+        on_step,
+    )
 
 
 def _damage_key(job: PreparedJob, batches: Sequence[Inputs]) -> str:

@@ -87,15 +87,6 @@ class DamageTable:
             },
         )
 
-    def of(self, choices: Mapping[str, LayerChoice]) -> float:
-        """The predicted damage of a whole candidate (a sum over its layers and groups)."""
-        total = 0.0
-        for name, choice in choices.items():
-            total += self.forms[name][dataclasses.replace(choice, keep=1.0)]
-            if name in self.keeps:
-                total += self.keeps[name][choice.keep]
-        return total
-
 
 def offered_forms(space: SearchSpace, layer: str) -> list[LayerChoice]:
     """Every combination of the non-structured knobs ``space`` offers ``layer`` (keep = 1)."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from bitprism.sensitivity.grad import weight_gradients
 from bitprism.workloads.base import Inputs, as_tuple, flat_outputs
 
 
@@ -46,19 +47,11 @@ def fisher_diagonal(
         raise ValueError("fisher_diagonal needs at least one layer")
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
-    weights = [model.get_submodule(name).get_parameter("weight") for name in layers]
-    fisher = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
-    flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for weight in weights:
-        weight.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
     total = sum(as_tuple(b)[0].shape[0] for b in batches)
     done = 0
-    try:
+    with weight_gradients(model, layers) as weights:
+        fisher = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
         for batch in batches:
             inputs = as_tuple(batch)
             samples = inputs[0].shape[0]
@@ -81,8 +74,4 @@ def fisher_diagonal(
                 done += 1
                 if on_sample is not None:
                     on_sample(done, total)
-    finally:
-        for param, flag in zip(model.parameters(), flags, strict=True):
-            param.requires_grad_(flag)
-        model.train(was_training)
     return {name: f.float() for name, f in zip(layers, fisher, strict=True)}

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from bitprism.sensitivity.grad import weight_gradients
 from bitprism.sensitivity.loss import Loss
 from bitprism.workloads.base import Inputs
 
@@ -63,37 +64,24 @@ def hessian_traces(
         raise ValueError("hessian_traces needs at least one layer")
     if min_probes < 2 or max_probes < min_probes:
         raise ValueError("need 2 <= min_probes <= max_probes (a standard error needs two)")
-    weights = [model.get_submodule(name).get_parameter("weight") for name in layers]
-    flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for weight in weights:
-        weight.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
     samples: list[list[float]] = [[] for _ in layers]
-    try:
-        # Fused attention kernels (flash, memory-efficient) have no double backward; the math
-        # kernel is plain differentiable ops computing the same function.
-        with sdpa_kernel([SDPBackend.MATH]):
-            for probe in range(max_probes):
-                probes = [_rademacher(w, generator) for w in weights]
-                products = [torch.zeros_like(w) for w in weights]
-                for batch in batches:
-                    parts = _hvp(loss(model, batch), weights, probes)
-                    for total, part in zip(products, parts, strict=True):
-                        total += part
-                for found, v, hv in zip(samples, probes, products, strict=True):
-                    found.append(float((v * hv).sum()))
-                if on_probe is not None:
-                    on_probe(probe + 1)
-                if probe + 1 >= min_probes and all(_rel_se(s) < target_rel_se for s in samples):
-                    break
-    finally:
-        for param, flag in zip(model.parameters(), flags, strict=True):
-            param.requires_grad_(flag)
-        model.train(was_training)
+    # Fused attention kernels (flash, memory-efficient) have no double backward; the math
+    # kernel is plain differentiable ops computing the same function.
+    with weight_gradients(model, layers) as weights, sdpa_kernel([SDPBackend.MATH]):
+        for probe in range(max_probes):
+            probes = [_rademacher(w, generator) for w in weights]
+            products = [torch.zeros_like(w) for w in weights]
+            for batch in batches:
+                parts = _hvp(loss(model, batch), weights, probes)
+                for total, part in zip(products, parts, strict=True):
+                    total += part
+            for found, v, hv in zip(samples, probes, products, strict=True):
+                found.append(float((v * hv).sum()))
+            if on_probe is not None:
+                on_probe(probe + 1)
+            if probe + 1 >= min_probes and all(_rel_se(s) < target_rel_se for s in samples):
+                break
     return {
         name: LayerTrace(name, w.numel(), statistics.fmean(s), _rel_se(s), len(s))
         for name, w, s in zip(layers, weights, samples, strict=True)

@@ -7,6 +7,7 @@ this workload compresses the same fp32 model.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,25 +64,67 @@ def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
     return images[idx_train], labels[idx_train], images[idx_test], labels[idx_test]
 
 
-def train_digits_cnn(x: torch.Tensor, y: torch.Tensor, epochs: int = 40) -> DigitsCNN:
-    """Train the CNN with Adam on the given split; deterministic for a fixed seed."""
+def train_classifier(
+    make: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    max_lr: float,
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
+) -> nn.Module:
+    """A model from ``make`` trained on (x, y) with a one-cycle schedule, batches of 64;
+    deterministic for a fixed seed (set before ``make``, which initialises the weights)."""
     torch.manual_seed(_SEED)
-    model = DigitsCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    model = make()
+    step = optimizer(model.parameters(), lr=2e-3, weight_decay=1e-4)
     batches_per_epoch = (len(y) + 63) // 64
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=6e-3, total_steps=epochs * batches_per_epoch
+        step, max_lr=max_lr, total_steps=epochs * batches_per_epoch
     )
     generator = torch.Generator().manual_seed(_SEED)
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(y), generator=generator).split(64):
-            optimizer.zero_grad()
+            step.zero_grad()
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
             loss.backward()
-            optimizer.step()
+            step.step()
             schedule.step()
     return model.eval()
+
+
+def cached_model(
+    name: str, make: Callable[[], nn.Module], train: Callable[[], nn.Module]
+) -> nn.Module:
+    """The trained model cached as ``name``.pt, else ``train()``-ed now and cached."""
+    path = cache_dir() / f"{name}.pt"
+    if path.is_file():
+        model = make()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    model = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+    return model
+
+
+def digits_workload(name: str, model: nn.Module) -> Workload:
+    """``model`` judged by test accuracy (percent) on 360 held-out digits."""
+    x_train, _, x_test, y_test = digits_split()
+
+    def evaluate(candidate: nn.Module) -> float:
+        return accuracy_percent(candidate, x_test, y_test)
+
+    return Workload(
+        name=name,
+        model=model,
+        evaluate=evaluate,
+        example_inputs=x_test[:32],
+        calibration=[x_train[i : i + 64] for i in range(0, 256, 64)],
+    )
 
 
 def accuracy_percent(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -91,34 +134,13 @@ def accuracy_percent(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> floa
     return float((predictions == y).float().mean() * 100.0)
 
 
-def load_digits_cnn() -> DigitsCNN:
-    """The trained CNN, from the cache when present, else trained now and cached."""
-    path = cache_dir() / f"digits-cnn-{_CACHE_VERSION}.pt"
-    model = DigitsCNN()
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
+def _train_digits_cnn() -> nn.Module:
     x_train, y_train, _, _ = digits_split()
-    model = train_digits_cnn(x_train, y_train)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
+    return train_classifier(DigitsCNN, x_train, y_train, epochs=40, max_lr=6e-3)
 
 
 @register_workload("digits-cnn")
 def digits_cnn() -> Workload:
     """The ``digits-cnn`` workload: test accuracy (percent) on 360 held-out digits."""
-    x_train, _, x_test, y_test = digits_split()
-
-    def evaluate(model: nn.Module) -> float:
-        return accuracy_percent(model, x_test, y_test)
-
-    return Workload(
-        name="digits-cnn",
-        model=load_digits_cnn(),
-        evaluate=evaluate,
-        example_inputs=x_test[:32],
-        calibration=[x_train[i : i + 64] for i in range(0, 256, 64)],
-    )
+    model = cached_model(f"digits-cnn-{_CACHE_VERSION}", DigitsCNN, _train_digits_cnn)
+    return digits_workload("digits-cnn", model)

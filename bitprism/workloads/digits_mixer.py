@@ -15,10 +15,14 @@ import torch
 from torch import nn
 
 from bitprism.workloads.base import Workload
-from bitprism.workloads.digits import accuracy_percent, cache_dir, digits_split
+from bitprism.workloads.digits import (
+    cached_model,
+    digits_split,
+    digits_workload,
+    train_classifier,
+)
 from bitprism.workloads.registry import register_workload
 
-_SEED = 0
 _CACHE_VERSION = "v1"
 
 
@@ -68,55 +72,15 @@ class DigitsMixer(nn.Module):
         return self.head(tokens.mean(dim=1))
 
 
-def train_digits_mixer(x: torch.Tensor, y: torch.Tensor, epochs: int = 60) -> DigitsMixer:
-    """Train with AdamW and a one-cycle schedule; deterministic for a fixed seed."""
-    torch.manual_seed(_SEED)
-    model = DigitsMixer()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    batches_per_epoch = (len(y) + 63) // 64
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=5e-3, total_steps=epochs * batches_per_epoch
-    )
-    generator = torch.Generator().manual_seed(_SEED)
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(y), generator=generator).split(64):
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
-
-
-def load_digits_mixer() -> DigitsMixer:
-    """The trained model, from the cache when present, else trained now and cached."""
-    path = cache_dir() / f"digits-mixer-{_CACHE_VERSION}.pt"
-    model = DigitsMixer()
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
+def _train_digits_mixer() -> nn.Module:
     x_train, y_train, _, _ = digits_split()
-    model = train_digits_mixer(x_train, y_train)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
+    return train_classifier(
+        DigitsMixer, x_train, y_train, epochs=60, max_lr=5e-3, optimizer=torch.optim.AdamW
+    )
 
 
 @register_workload("digits-mixer")
 def digits_mixer() -> Workload:
     """The ``digits-mixer`` workload: test accuracy (percent) on 360 held-out digits."""
-    x_train, _, x_test, y_test = digits_split()
-
-    def evaluate(model: nn.Module) -> float:
-        return accuracy_percent(model, x_test, y_test)
-
-    return Workload(
-        name="digits-mixer",
-        model=load_digits_mixer(),
-        evaluate=evaluate,
-        example_inputs=x_test[:32],
-        calibration=[x_train[i : i + 64] for i in range(0, 256, 64)],
-    )
+    model = cached_model(f"digits-mixer-{_CACHE_VERSION}", DigitsMixer, _train_digits_mixer)
+    return digits_workload("digits-mixer", model)

@@ -12,11 +12,11 @@ from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import build_candidate
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_graph import initializer_bytes
-from bitprism.search.costs import layer_costs
+from bitprism.search.guidance import job_costs
 from bitprism.search.prepare import eval_context, prepare_job
 from bitprism.search.store import Store
-from bitprism.search.warmstart import pruned_shapes, seed_summary, warm_start
-from bitprism.sensitivity.damage import Structure, measure_damage, offered_forms
+from bitprism.search.warmstart import seed_summary, warm_start
+from bitprism.sensitivity.damage import Structure, measure_damage
 from bitprism.spaces.candidate import LayerChoice
 from bitprism.workloads.base import as_tuple
 from tests.fixtures import job_spec
@@ -33,32 +33,11 @@ def test_seeds_trade_damage_for_bytes_and_their_bytes_are_the_files(
     structure = Structure(job.groups, job.unit_order)
     table = measure_damage(model, job.space, batches, structure)
     runtime = get_backend(backend)
-    forms = {layer.name: offered_forms(job.space, layer.name) for layer in job.space.layers}
     inputs = timing_inputs(as_tuple(job.workload.example_inputs), 32)
     store = Store(store_url)
-    costs = layer_costs(
-        model,
-        job.space.layers,
-        forms,
-        pruned_shapes(job.space, job.groups),
-        runtime,
-        job.base_onnx,
-        inputs,
-        threads=1,
-        store=store,
-    )
+    costs = job_costs(spec, job, inputs, store)
     assert costs.timed > 0
-    again = layer_costs(
-        model,
-        job.space.layers,
-        forms,
-        pruned_shapes(job.space, job.groups),
-        runtime,
-        job.base_onnx,
-        inputs,
-        threads=1,
-        store=store,
-    )
+    again = job_costs(spec, job, inputs, store)
     assert again.timed == 0 and again.form_ms == costs.form_ms  # every timing came from the cache
     seeds = warm_start(job.space, table, costs, job.groups)
     assert len(seeds) >= 4

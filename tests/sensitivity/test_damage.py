@@ -60,10 +60,3 @@ def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # t
     assert spearmanr(predicted, actual).statistic > 0.9
     assert steps and steps[-1][0] == steps[-1][1]  # every measured choice reported
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # restored
-    # A whole candidate's damage is the sum over its layers and groups.
-    choices = {"head.1": LayerChoice(weight_bits=4, keep=0.5), "head.5": LayerChoice(weight_bits=7)}
-    assert table.of(choices) == pytest.approx(
-        table.forms["head.1"][LayerChoice(weight_bits=4)]
-        + table.keeps["head.1"][0.5]
-        + table.forms["head.5"][LayerChoice(weight_bits=7)]
-    )
