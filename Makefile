@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ort_cpu_forms.py --batch 32 --workload tests.fixtures:bn_cnn
 	$(BIN)/python benchmarks/minilm_baselines.py --plot docs/minilm_front.png
 	$(BIN)/python benchmarks/openvino_forms.py
+	$(BIN)/python benchmarks/compression_methods.py --workload digits-cnn
+	$(BIN)/python benchmarks/compression_methods.py --workload minilm-stsb
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests

@@ -4,7 +4,7 @@ Every variant is scored with the workload's metric (Spearman x 100 on the scored
 in its runtime (ONNX Runtime, or OpenVINO's CPU plugin in the precision named) and timed
 against ORT fp32 in the same interleaved passes, at batch 32 x 128 tokens and batch 1 x 128,
 2 threads. Prints a markdown table (with the CPU's flags) and, with the bench extra installed
-(``pip install -e '.[bench]'``: matplotlib, nncf), writes a plot.
+(``pip install -e '.[bench]'``: nncf), writes a plot.
 
     .venv/bin/python benchmarks/minilm_baselines.py [--data PATH] [--store sqlite:///bitprism.db] \\
         [--job ORT_JOB] [--ov-job OPENVINO_JOB] [--plot docs/minilm_front.png]
@@ -278,14 +278,11 @@ def plot(
     Only points within 8% of fp32's score are drawn (the rest are counted in the title), so the
     region a user would pick from is readable.
     """
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"\nno plot: matplotlib is missing (pip install -e '.[bench]'); {path} not written")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     floor = scores[0] * 0.92
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
     markers = iter("sD^v<>PX*hHpd8")

@@ -83,6 +83,11 @@ def search(
         int | None,
         typer.Option(help="Integer-program seeds from predicted damage (0: blind search)."),
     ] = None,
+    factoriser: Annotated[
+        str | None, typer.Option(help="Low-rank method: svd, whitened, fwsvd.")
+    ] = None,
+    pruner: Annotated[str | None, typer.Option(help="Sparsity method: magnitude, obs.")] = None,
+    quantiser: Annotated[str | None, typer.Option(help="Rounding method: rtn, gptq.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Where ONNX artifacts go.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
@@ -132,9 +137,10 @@ def search(
     limits = {"max_drop_pct": max_drop_pct, "max_drop_abs": max_drop_abs}
     limits["min_speedup"] = min_speedup
     timing = {"threads": threads, "batch": batch}
+    methods = {"factoriser": factoriser, "pruner": pruner, "quantiser": quantiser}
     with _errors():
         base = JobSpec.from_yaml(spec_file) if spec_file is not None else JobSpec()
-        updates = _merge(base, updates, constraints=limits, latency=timing)
+        updates = _merge(base, updates, constraints=limits, latency=timing, methods=methods)
         if spec_file is not None:
             spec = JobSpec.from_yaml(spec_file, **updates)
         else:
@@ -257,6 +263,7 @@ def sensitivity(
     model_dir: Annotated[Path | None, typer.Option(help="Local model folder (hf-encoder).")] = None,
     batches: Annotated[int, typer.Option(help="Calibration batches the loss is taken on.")] = 2,
     probes: Annotated[int, typer.Option(help="Most Hutchinson probes.")] = 32,
+    plot: Annotated[Path | None, typer.Option(help="Also write a plot here (.png).")] = None,
     json_out: JsonOpt = False,
     csv_out: CsvOpt = False,
 ) -> None:
@@ -264,12 +271,15 @@ def sensitivity(
     compression hurts most per weight."""
     from rich.progress import Progress
 
+    from bitprism.paths import writable_file
     from bitprism.sensitivity.measure import layer_sensitivity
+    from bitprism.sensitivity.plot import plot_sensitivity
     from bitprism.workloads.registry import resolve_workload
 
     with _errors():
         if probes < 2:
             raise ValueError(f"--probes must be at least 2, got {probes}")
+        target = None if plot is None else writable_file(plot, "--plot", suffix=".png")
         bundle = resolve_workload(workload, data=data, model_dir=model_dir)
         quiet = json_out or csv_out
         with Progress(console=console, transient=True, disable=quiet) as bar:
@@ -300,6 +310,11 @@ def sensitivity(
     print_rows(
         console, (f"sensitivity of {bundle.name}", rows, {"caption": caption}), json_out, csv_out
     )
+    if target is not None:
+        with _errors():
+            plot_sensitivity(traces, target, f"sensitivity of {bundle.name}")
+        if not (json_out or csv_out):
+            console.print(f"plot written to {target}")
 
 
 @app.command("export")

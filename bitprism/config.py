@@ -108,6 +108,27 @@ class LatencySpec(_Strict):
         return f"{batch}, {self.threads} thread{'s' if self.threads > 1 else ''}"
 
 
+class Methods(_Strict):
+    """How a job factorises, prunes and quantises each layer: registered method names (see
+    :mod:`bitprism.compression.methods`). The defaults are the plain methods; the data-aware
+    ones (``whitened``/``fwsvd``, ``obs``, ``gptq``) lose less accuracy at equal bytes and
+    cost a little calibration work per trial."""
+
+    factoriser: str = "svd"
+    pruner: str = "magnitude"
+    quantiser: str = "rtn"
+
+    @model_validator(mode="after")
+    def _registered(self) -> Methods:
+        from bitprism.compression.methods import check_methods  # torch: only when checked
+
+        check_methods(self)
+        return self
+
+    def __str__(self) -> str:
+        return f"factoriser {self.factoriser}, pruner {self.pruner}, quantiser {self.quantiser}"
+
+
 class JobSpec(_Strict):
     """A search job. Load from YAML with :meth:`from_yaml`; every field has a sane default.
 
@@ -134,6 +155,9 @@ class JobSpec(_Strict):
     # Integer-program seeds of least predicted damage enqueued before the sampler's trials
     # (bitprism.search.warmstart); 0 = a blind search (the uniform seeds only).
     warm_start: int = Field(8, ge=0, le=64)
+    # How each layer is factorised, pruned and quantised (bitprism.compression.methods):
+    # data-aware ones (whitened/fwsvd, obs, gptq) lose less accuracy at equal bytes.
+    methods: Methods = Field(default_factory=Methods)
     store: str = "sqlite:///bitprism.db"
     output_dir: Path = Path("bitprism-runs")
     backend: str = "ort-cpu"

@@ -31,6 +31,7 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
                 "store": store_url,
                 "output_dir": str(tmp_path / "runs"),
                 "latency": {"repeats": 5, "passes": 3},
+                "methods": {"quantiser": "gptq"},
             }
         )
     )
@@ -94,6 +95,9 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
     assert resumed.exit_code == 0, resumed.output
     status = runner.invoke(app, ["status", "cli", "--store", store_url])
     assert "7 of 7 trials" in status.output
+    # Another rounding method would measure something else: not a resume.
+    other = runner.invoke(app, ["search", str(spec), "--no-progress", "--quantiser", "rtn"])
+    assert other.exit_code == 2 and "exists with different methods" in other.output
 
 
 def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(
@@ -106,6 +110,10 @@ def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(
     assert result.exit_code == 2
     assert "trials" in result.output and "greater than or equal to 1" in result.output
     assert not (tmp_path / "runs").exists() and not (tmp_path / "store.db").exists()
+    unknown = runner.invoke(app, ["search", "--pruner", "wanda", "--store", store_url])
+    assert unknown.exit_code == 2
+    assert "unknown pruner 'wanda'; registered: magnitude, obs" in unknown.output
+    assert not (tmp_path / "store.db").exists()
 
 
 def test_unknown_job_and_bad_export_path_are_clear(tmp_path: Path, store_url: str) -> None:

@@ -1,4 +1,5 @@
-"""Apply a candidate to a copy of a model: factorise (SVD), prune exactly, quantise.
+"""Apply a candidate to a copy of a model: factorise, prune exactly, quantise, each with the
+job's registered method (:mod:`bitprism.compression.methods`).
 
 Structured pruning (whole units) is done before this, by :mod:`bitprism.compression.structured`;
 the codes come from :mod:`bitprism.compression.quantize`.
@@ -8,24 +9,27 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from bitprism.compression.methods import LayerStats, MethodKind, chosen, needed
 from bitprism.compression.quantize import (
     InputQuant,
     InputQuantFor,
     QuantizedInput,
     QuantizedMatrix,
     group_size_for,
-    quantize_symmetric,
 )
+from bitprism.config import Methods
 from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 from bitprism.spaces.knobs import low_rank
 from bitprism.spaces.layer import LayerInfo, LayerKind
 from bitprism.workloads.base import Inputs, as_tuple
+
+PLAIN = Methods()
 
 
 @dataclass(frozen=True)
@@ -51,62 +55,51 @@ class CompressedLayer:
     bias: torch.Tensor | None
 
 
-def magnitude_prune(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """A copy of ``weight`` with exactly ``round(sparsity * numel)`` smallest magnitudes zeroed."""
-    n_zero = round(sparsity * weight.numel())
-    pruned = weight.detach().clone().contiguous()
-    if n_zero == 0:
-        return pruned
-    flat = pruned.view(-1)
-    order = torch.argsort(flat.abs(), stable=True)
-    flat[order[:n_zero]] = 0.0
-    return pruned
-
-
-def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best rank-``rank`` factors (first (rank, in), second (out, rank)) of a 2-D weight.
-
-    ``second @ first`` is the Eckart-Young optimum; sqrt(S) is split between the factors so
-    both have similar ranges for quantisation.
-    """
-    u, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
-    root = s[:rank].sqrt()
-    first = (root.unsqueeze(1) * vh[:rank]).float()
-    second = (u[:, :rank] * root.unsqueeze(0)).float()
-    return first, second
-
-
 def compress_layer(
     layer: LayerInfo,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     choice: LayerChoice,
     input_quant: InputQuantFor | None = None,
+    methods: Methods = PLAIN,
+    stats: LayerStats | None = None,
 ) -> CompressedLayer:
-    """Factorise (SVD), then prune each factor exactly, then quantise each factor.
+    """Factorise, then prune each factor exactly, then quantise each factor, each step with the
+    method ``methods`` names for it (the registry in :mod:`bitprism.compression.methods`).
 
-    ``input_quant`` (the backend's) gives each quantised factor the input quantiser its kernel
-    uses (static ones still uncalibrated).
+    ``stats`` is what the calibration data says about this layer, for the data-aware methods;
+    the second factor of a low rank sees the first's outputs, so its input Gram matrix is
+    derived (A G A^T for the compressed first factor A). ``input_quant`` (the backend's) gives
+    each quantised factor the input quantiser its kernel uses (static ones still uncalibrated).
     """
+    stats = stats or LayerStats()
     if choice.rank_fraction < 1.0:
         if layer.kind is not LayerKind.LINEAR:
             raise ValueError(f"layer {layer.name!r}: low rank is only defined for Linear layers")
-        matrices = list(truncated_svd(weight, low_rank(layer, choice.rank_fraction)))
+        factorise = chosen(methods, MethodKind.FACTORISER).apply
+        matrices = list(factorise(weight, low_rank(layer, choice.rank_fraction), stats))
     else:
         matrices = [weight.detach()]
+    prune = chosen(methods, MethodKind.PRUNER).apply
+    quantise = chosen(methods, MethodKind.QUANTISER).apply
+    gram = stats.input_gram
     factors = []
     for matrix in matrices:
-        pruned = magnitude_prune(matrix, choice.sparsity)
+        own = LayerStats(input_gram=gram, fisher=stats.fisher if len(matrices) == 1 else None)
+        pruned = prune(matrix, choice.sparsity, own)
         quantized = None
         if choice.weight_bits != OFF_BITS:
             rows = pruned.reshape(pruned.shape[0], -1)
             group = group_size_for(choice.weight_bits, rows.shape[1], layer.kind)
-            quantized = quantize_symmetric(rows, choice.weight_bits, group)
+            quantized = quantise(rows, choice.weight_bits, group, own)
             pruned = quantized.dequantize().reshape(pruned.shape)
         quant = None
         if quantized is not None and input_quant is not None:
             quant = input_quant(layer, quantized.bits, quantized.group_size)
         factors.append(Factor(weight=pruned.float(), quantized=quantized, input_quant=quant))
+        if gram is not None and len(matrices) > 1:
+            first = pruned.double()
+            gram = first @ gram.double() @ first.T
     return CompressedLayer(
         choice=choice,
         factors=tuple(factors),
@@ -120,6 +113,8 @@ def compress_model(
     candidate: Candidate,
     input_quant: InputQuantFor | None = None,
     calibration: Sequence[Inputs] = (),
+    methods: Methods = PLAIN,
+    stats: Mapping[str, LayerStats] | None = None,
 ) -> tuple[nn.Module, dict[str, CompressedLayer]]:
     """A compressed deep copy of ``model`` and each changed layer's compressed form.
 
@@ -130,6 +125,9 @@ def compress_model(
     time; the copy reproduces it, so it computes what the deployed file computes. Static input
     quantisers are calibrated on ``calibration`` (each input's min and max over all batches,
     measured with every weight already compressed) and their scales kept in the factors.
+    ``methods`` compress each layer; ``stats`` (from :func:`bitprism.sensitivity.stats.
+    candidate_stats`, on ``model``) must hold every layer whose choice uses a method that
+    needs calibration statistics.
     """
     compressed_model = copy.deepcopy(model).eval()
     compressed: dict[str, CompressedLayer] = {}
@@ -147,6 +145,8 @@ def compress_model(
             getattr(module, "bias", None),
             choice,
             input_quant,
+            methods,
+            _stats_of(layer.name, choice, methods, stats),
         )
         compressed[layer.name] = result
         replaced = _as_module(module, result)
@@ -163,6 +163,32 @@ def compress_model(
         )
         compressed[name] = dataclasses.replace(compressed[name], factors=factors)
     return compressed_model, compressed
+
+
+def _stats_of(
+    name: str, choice: LayerChoice, methods: Methods, stats: Mapping[str, LayerStats] | None
+) -> LayerStats:
+    """``stats[name]``, or a ValueError if the choice's methods need statistics not given."""
+    if stats is not None and name in stats:
+        return stats[name]
+    if needed(methods, methods_used(choice)):
+        raise ValueError(
+            f"layer {name!r}: its methods ({methods}) need calibration statistics and none "
+            "were measured for it (see bitprism.sensitivity.stats.candidate_stats)"
+        )
+    return LayerStats()
+
+
+def methods_used(choice: LayerChoice) -> frozenset[MethodKind]:
+    """Which kinds of method ``choice`` runs (a plain copy runs none)."""
+    used = set()
+    if choice.rank_fraction < 1.0:
+        used.add(MethodKind.FACTORISER)
+    if choice.sparsity > 0.0:
+        used.add(MethodKind.PRUNER)
+    if choice.weight_bits != OFF_BITS:
+        used.add(MethodKind.QUANTISER)
+    return frozenset(used)
 
 
 def _calibrate(model: nn.Module, calibration: Sequence[Inputs]) -> None:

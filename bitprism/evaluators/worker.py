@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bitprism.compression.apply import CompressedLayer, compress_model
+from bitprism.compression.apply import PLAIN, CompressedLayer, compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
-from bitprism.config import LatencySpec, Precision
+from bitprism.config import LatencySpec, Methods, Precision
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.evaluators.latency import Comparison, compare_latency
 from bitprism.kernels.base import Artifact, RuntimeModule, get_backend
 from bitprism.kernels.onnx_export import export_base
+from bitprism.sensitivity.stats import candidate_stats
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerInfo
 from bitprism.workloads.base import Workload
@@ -39,7 +40,8 @@ class EvalContext:
 
     ``groups`` and ``unit_order`` are the structured-pruning groups and their units ranked by
     importance (computed once per job on the calibration data); ``precision`` is what the
-    candidates compute in (the fp32 reference always computes in fp32).
+    candidates compute in (the fp32 reference always computes in fp32); ``methods`` how each
+    layer is factorised, pruned and quantised.
     """
 
     workload: Workload
@@ -52,6 +54,7 @@ class EvalContext:
     groups: tuple[PruneGroup, ...] = ()
     unit_order: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     precision: Precision = Precision.FP32
+    methods: Methods = PLAIN
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,11 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
             source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
         )
         base = export_base(dataclasses.replace(ctx.workload, model=source))
+    calibration = ctx.workload.calibration
     with _one_thread():  # calibrated scales must not depend on who builds (worker or export)
+        stats = candidate_stats(source, ctx.layers, candidate, ctx.methods, calibration)
         torch_model, compressed = compress_model(
-            source, ctx.layers, candidate, backend.input_quant, ctx.workload.calibration
+            source, ctx.layers, candidate, backend.input_quant, calibration, ctx.methods, stats
         )
     artifact = backend.build(base, ctx.layers, compressed)
     return BuiltCandidate(artifact, torch_model, source, compressed)

@@ -47,6 +47,7 @@ IDENTITY_FIELDS = frozenset(
         "sampler",
         "backend",
         "precision",
+        "methods",
         "overrides",
         "extra_knobs",
         "latency",
@@ -133,7 +134,10 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> 
     existing = store.job(job_id)
     if existing is None:
         raise SpecError(f"job {job_id!r} vanished from {store.url}")
-    changed = sorted(f for f in IDENTITY_FIELDS if existing.spec.get(f) != data.get(f))
+    defaults = JobSpec().model_dump(mode="json")  # fields older versions did not store
+    changed = sorted(
+        f for f in IDENTITY_FIELDS if existing.spec.get(f, defaults.get(f)) != data.get(f)
+    )
     if changed:
         raise SpecError(
             f"job {job_id!r} exists with different {', '.join(changed)}; resume it with the same "

@@ -105,6 +105,7 @@ def eval_context(spec: JobSpec, job: PreparedJob) -> EvalContext:
         job.groups,
         job.unit_order,
         spec.precision,
+        spec.methods,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,17 +97,20 @@ def test_distillation_loss_is_zero_at_the_reference_and_refuses_other_batches() 
         loss(model, torch.randn(32, 6))
 
 
-def test_the_sensitivity_command_ranks_every_digits_layer() -> None:
+def test_the_sensitivity_command_ranks_every_digits_layer(tmp_path: Path) -> None:
     import json
 
     from typer.testing import CliRunner
 
     from bitprism.cli import app
 
+    png = tmp_path / "plots" / "digits.png"
     done = CliRunner().invoke(
-        app, ["sensitivity", "--workload", "digits-cnn", "--probes", "16", "--json"]
+        app,
+        ["sensitivity", "--workload", "digits-cnn", "--probes", "16", "--json", "--plot", str(png)],
     )
     assert done.exit_code == 0, done.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     rows = json.loads(done.output)
     assert [r["layer"] for r in rows] == ["features.0", "features.2", "head.1", "head.3", "head.5"]
     assert all(r["trace"] > 0 and 2 <= r["probes"] <= 16 and r["se_pct"] > 0 for r in rows)
@@ -119,3 +123,8 @@ def test_the_sensitivity_command_ranks_every_digits_layer() -> None:
     assert min(per_weight, key=per_weight.get) == "head.1"  # type: ignore[arg-type]
     bad = CliRunner().invoke(app, ["sensitivity", "--workload", "digits-cnn", "--probes", "1"])
     assert bad.exit_code == 2 and "--probes must be at least 2" in bad.output
+    jpeg = tmp_path / "digits.jpg"
+    wrong = CliRunner().invoke(
+        app, ["sensitivity", "--workload", "digits-cnn", "--plot", str(jpeg)]
+    )
+    assert wrong.exit_code == 2 and "must end in .png" in wrong.output and not jpeg.exists()

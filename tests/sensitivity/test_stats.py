@@ -1,0 +1,44 @@
+"""Calibration statistics: input Gram matrices by hooks, and only what a candidate needs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bitprism.config import Methods
+from bitprism.sensitivity.stats import candidate_stats, input_grams
+from bitprism.spaces.candidate import Candidate
+from bitprism.spaces.layer import discover_layers
+
+
+def test_conv_gram_is_over_unfolded_patches_in_weight_order(digits) -> None:
+    batch = digits.calibration[0]
+    grams = input_grams(digits.model, ["features.0", "head.5"], [batch])
+    patches = nn.functional.unfold(batch, 3, padding=1).transpose(1, 2).reshape(-1, 9).double()
+    torch.testing.assert_close(grams["features.0"], patches.T @ patches / patches.shape[0])
+    # the conv's output from the patches equals the conv itself: the order is the weight's
+    conv = digits.model.features[0]
+    direct = conv(batch).permute(0, 2, 3, 1).reshape(-1, 32)
+    via_patches = patches.float() @ conv.weight.reshape(32, -1).T + conv.bias
+    torch.testing.assert_close(via_patches, direct, atol=1e-5, rtol=1e-5)
+    assert grams["head.5"].shape == (128, 128)
+
+
+def test_grouped_convolutions_get_no_gram() -> None:
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 2, 1))
+    grams = input_grams(model, ["0", "1"], [torch.randn(2, 4, 6, 6)])
+    assert set(grams) == {"1"}
+
+
+def test_only_what_the_choices_use_is_measured(digits) -> None:
+    layers = tuple(discover_layers(digits.model))
+    candidate = Candidate.from_dict(
+        {"head.1": {"rank_fraction": 0.5}, "head.3": {"weight_bits": 4}, "head.5": {}}
+    )
+    stats = candidate_stats(
+        digits.model, layers, candidate, Methods(factoriser="fwsvd"), digits.calibration
+    )
+    assert set(stats) == {"head.1"}  # rtn on head.3 needs nothing
+    assert stats["head.1"].fisher is not None and stats["head.1"].fisher.shape == (256, 1024)
+    assert stats["head.1"].input_gram is not None
+    assert candidate_stats(digits.model, layers, candidate, Methods(), digits.calibration) == {}
