@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bitprism.compression.apply import compress_model
+from bitprism.compression.apply import PLAIN, compress_model
 from bitprism.compression.fold import fold_batchnorm
 from bitprism.config import Methods
 from bitprism.evaluators.latency import cpu_flags
@@ -48,22 +48,27 @@ def _rank(fraction: float) -> Choose:
     return choose
 
 
+def _with(**names: str) -> Methods:
+    """The plain methods but for ``names``: each pair differs in one method only."""
+    return Methods(**{**PLAIN.model_dump(), **names})
+
+
 SETTINGS: list[tuple[str, Choose, list[Methods]]] = [
     *(
-        (f"int{bits}", _weights({"weight_bits": bits}), [Methods(), Methods(quantiser="gptq")])
+        (f"int{bits}", _weights({"weight_bits": bits}), [PLAIN, _with(quantiser="gptq")])
         for bits in (4, 3, 2)
     ),
-    ("50% sparse", _weights({"sparsity": 0.5}), [Methods(), Methods(pruner="obs")]),
+    ("50% sparse", _weights({"sparsity": 0.5}), [PLAIN, _with(pruner="obs")]),
     (
         "50% sparse + int4",
         _weights({"sparsity": 0.5, "weight_bits": 4}),
-        [Methods(), Methods(pruner="obs", quantiser="gptq")],
+        [PLAIN, _with(pruner="obs", quantiser="gptq")],
     ),
     *(
         (
             f"rank 1/{round(1 / fraction)}",
             _rank(fraction),
-            [Methods(), Methods(factoriser="whitened"), Methods(factoriser="fwsvd")],
+            [PLAIN, _with(factoriser="whitened"), _with(factoriser="fwsvd")],
         )
         for fraction in (0.5, 0.25)
     ),
@@ -72,7 +77,7 @@ SETTINGS: list[tuple[str, Choose, list[Methods]]] = [
 
 def _label(methods: Methods) -> str:
     """The methods that differ from the plain ones (``plain`` if none), e.g. ``obs + gptq``."""
-    plain = Methods()
+    plain = PLAIN
     changed = [v for k, v in methods.model_dump().items() if v != getattr(plain, k)]
     return " + ".join(changed) or "plain"
 

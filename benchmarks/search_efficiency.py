@@ -44,10 +44,17 @@ REFERENCE = np.array([-0.9, -0.5, 1.0])  # minimised: -accuracy ratio, -speed-up
 
 
 def hypervolume_curve(trials: list[TrialRecord], budget: int) -> list[float]:
-    """Hypervolume of the verified points after each of the first ``budget`` search trials."""
+    """Hypervolume of the verified points after each of the first ``budget`` measured search
+    trials (proposals pruned unmeasured are not trials of the budget, so no step)."""
     reference = next(t for t in trials if t.role is TrialRole.REFERENCE).metrics
     searched = sorted(
-        (t for t in trials if t.role is TrialRole.SEARCH and t.number is not None),
+        (
+            t
+            for t in trials
+            if t.role is TrialRole.SEARCH
+            and t.number is not None
+            and t.state is not TrialState.PRUNED
+        ),
         key=lambda t: t.number or 0,
     )
     points: list[list[float]] = []
@@ -140,7 +147,8 @@ def main() -> None:
                 flush=True,
             )
             if METHODS[method]["warm_start"]:
-                print(f"    {prediction_errors(records)}", flush=True)
+                pruned = sum(t.state is TrialState.PRUNED for t in records)
+                print(f"    {prediction_errors(records)}; {pruned} proposals pruned", flush=True)
     best = max(c[-1] for runs in curves.values() for c in runs)
     target = 0.95 * best
     checkpoints = sorted({max(1, args.trials * k // 4) for k in range(1, 5)})

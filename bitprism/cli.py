@@ -187,6 +187,7 @@ def status(
     counts: dict[str, int] = {}
     for row in searched:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
+    dropped = (result.job.space or {}).get("dropped", [])
     if json_out:
         summary = {
             "job": result.job_id,
@@ -197,6 +198,7 @@ def status(
             "trials_asked": result.spec.trials,
             "trials": counts,
             "error": result.job.error,
+            "dropped": dropped,
             "rows": rows,
         }
         typer.echo(json.dumps(summary, indent=2, default=str))
@@ -206,10 +208,17 @@ def status(
         return
     console.print(
         f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
-        f"{result.job.workload}, {len(searched)} of {result.spec.trials} trials finished or running"
+        f"{result.job.workload}, {sum(r['state'] != 'pruned' for r in searched)} of "
+        f"{result.spec.trials} trials finished or running"
     )
     console.print(f"  runtime: {result.spec.runtime_label()}")
     console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))
+    if dropped:
+        layers = len({d["layer"] for d in dropped})
+        console.print(
+            f"  space narrowed by guidance: {len(dropped)} choice(s) on {layers} layer(s) "
+            "not searched (--json lists each and why)"
+        )
     for row in rows:
         if row["state"] != "complete" and row["error"]:
             label = "fp32 reference" if row["trial"] == "fp32" else f"trial {row['trial']}"

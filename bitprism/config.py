@@ -110,13 +110,13 @@ class LatencySpec(_Strict):
 
 class Methods(_Strict):
     """How a job factorises, prunes and quantises each layer: registered method names (see
-    :mod:`bitprism.compression.methods`). The defaults are the plain methods; the data-aware
-    ones (``whitened``/``fwsvd``, ``obs``, ``gptq``) lose less accuracy at equal bytes and
-    cost a little calibration work per trial."""
+    :mod:`bitprism.compression.methods`). The defaults are data-aware (``whitened``, ``obs``,
+    ``gptq``): they lose less accuracy at equal bytes, for some calibration work per trial;
+    ``svd``, ``magnitude`` and ``rtn`` are the plain ones."""
 
-    factoriser: str = "svd"
-    pruner: str = "magnitude"
-    quantiser: str = "rtn"
+    factoriser: str = "whitened"
+    pruner: str = "obs"
+    quantiser: str = "gptq"
 
     @model_validator(mode="after")
     def _registered(self) -> Methods:
@@ -155,8 +155,7 @@ class JobSpec(_Strict):
     # Integer-program seeds of least predicted damage enqueued before the sampler's trials
     # (bitprism.search.warmstart); 0 = a blind search (the uniform seeds only).
     warm_start: int = Field(8, ge=0, le=64)
-    # How each layer is factorised, pruned and quantised (bitprism.compression.methods):
-    # data-aware ones (whitened/fwsvd, obs, gptq) lose less accuracy at equal bytes.
+    # How each layer is factorised, pruned and quantised (bitprism.compression.methods).
     methods: Methods = Field(default_factory=Methods)
     store: str = "sqlite:///bitprism.db"
     output_dir: Path = Path("bitprism-runs")

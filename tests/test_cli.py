@@ -31,7 +31,7 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
                 "store": store_url,
                 "output_dir": str(tmp_path / "runs"),
                 "latency": {"repeats": 5, "passes": 3},
-                "methods": {"quantiser": "gptq"},
+                "methods": {"quantiser": "rtn"},
             }
         )
     )
@@ -96,7 +96,7 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
     status = runner.invoke(app, ["status", "cli", "--store", store_url])
     assert "7 of 7 trials" in status.output
     # Another rounding method would measure something else: not a resume.
-    other = runner.invoke(app, ["search", str(spec), "--no-progress", "--quantiser", "rtn"])
+    other = runner.invoke(app, ["search", str(spec), "--no-progress", "--quantiser", "gptq"])
     assert other.exit_code == 2 and "exists with different methods" in other.output
 
 

@@ -29,7 +29,8 @@ from bitprism.spaces.knobs import low_rank
 from bitprism.spaces.layer import LayerInfo, LayerKind
 from bitprism.workloads.base import Inputs, as_tuple
 
-PLAIN = Methods()
+# No calibration data needed: truncated SVD, magnitude pruning, round-to-nearest.
+PLAIN = Methods(factoriser="svd", pruner="magnitude", quantiser="rtn")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ own restore path for the same outcome. One driver per job is enforced by a lease
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -25,14 +26,15 @@ from optuna.trial import TrialState as OptunaState
 from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
-from bitprism.search.guidance import guided_seeds
+from bitprism.search.guidance import guide
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import RayPool
 from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
-from bitprism.search.warmstart import Seed
+from bitprism.search.warmstart import Predictor, Seed
+from bitprism.spaces.space import SearchSpace
 from bitprism.workloads.base import Workload, as_tuple
 from bitprism.workloads.registry import resolve_workload
 
@@ -80,20 +82,27 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         _create_job(store, spec, job)
     inputs = timing_inputs(as_tuple(job.workload.example_inputs), spec.latency.batch)
     with Lease(store, job_id):
-        _check_resume(store, spec, job, batch=inputs[0].shape[0])
+        space = _check_resume(store, spec, job, batch=inputs[0].shape[0])
+        job = dataclasses.replace(job, space=space)
         study = _study(spec)
         _recover(store, study, job_id, spec)
         seeds: list[Seed] = []
+        predictor: Predictor | None = None
         notes = job.notes
         room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
         if spec.warm_start and room and not study.get_trials(deepcopy=False):
-            seeds, summary = guided_seeds(spec, job, inputs, store, progress=progress)
-            notes = (*notes, summary)
+            guidance = guide(spec, job, inputs, store, progress=progress)
+            job = dataclasses.replace(job, space=guidance.space)
+            store.update_job(job_id, space=guidance.space_record())
+            seeds, notes = guidance.seeds, (*notes, *guidance.notes())
+            predictor = guidance.predictor
         ctx = eval_context(spec, job)
         store.update_job(job_id, status=JobStatus.RUNNING)
         pool = RayPool(spec.workers, spec.trial_timeout_s)
         try:
-            loop = SearchLoop(spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds)
+            loop = SearchLoop(
+                spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds, predictor
+            )
             loop.run(progress, notes)
         except BaseException as exc:
             status = (
@@ -127,8 +136,9 @@ def _create_job(store: Store, spec: JobSpec, job: PreparedJob) -> None:
     )
 
 
-def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> None:
-    """Refuse a resume that changes the model or what the job measures; keep the new budget."""
+def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> SearchSpace:
+    """Refuse a resume that changes the model or what the job measures; keep the new budget.
+    Returns the space the job searches: the one it stored (narrowed, if guidance narrowed it)."""
     job_id = spec.job_id or ""
     data = spec.model_dump(mode="json")
     existing = store.job(job_id)
@@ -148,7 +158,8 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> 
             f"job {job_id!r} was run on another model (its weights or graph differ: fingerprint "
             f"{existing.model_hash[:12]} vs {job.model_hash[:12]} now); pick a new job_id"
         )
-    if existing.space != job.space.to_dict():
+    space = None if existing.space is None else job.space.restricted_to(existing.space)
+    if space is None:
         raise SpecError(
             f"job {job_id!r}: the model's layers, or the forms the backend offers for them, "
             "differ from the stored job's (a job from another bitprism version?); pick a new "
@@ -161,6 +172,7 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> 
             f"batch {batch}; set latency.batch: {int(timed[0])} or pick a new job_id"
         )
     store.update_job(job_id, spec=data)
+    return space
 
 
 def _study(spec: JobSpec) -> optuna.Study:

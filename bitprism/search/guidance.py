@@ -1,7 +1,9 @@
-"""The guided part of a new job: predicted damage on the calibration data, then the warm start.
+"""The guided part of a new job: predicted damage on the calibration data, the space narrowed
+by it (:mod:`bitprism.search.narrow`), then the warm start in the narrowed space.
 
-Run by the driver before the first trial, with a progress bar; its candidates are enqueued as
-the study's first trials after the uniform seeds (``SearchLoop``).
+Run by the driver before the first trial, with a progress bar; the job searches the narrowed
+space (stored with it, so a resume searches the same), and the warm start's candidates are
+enqueued as the study's first trials after the uniform seeds (``SearchLoop``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from rich.progress import Progress
@@ -16,9 +20,16 @@ from rich.progress import Progress
 from bitprism.config import JobSpec
 from bitprism.kernels.base import get_backend
 from bitprism.search.costs import LayerCosts, layer_costs
+from bitprism.search.narrow import Dropped, dropped_summary, narrow_space
 from bitprism.search.prepare import PreparedJob
 from bitprism.search.store import Store
-from bitprism.search.warmstart import Seed, pruned_shapes, seed_summary, warm_start
+from bitprism.search.warmstart import (
+    Predictor,
+    Seed,
+    pruned_shapes,
+    seed_summary,
+    warm_start,
+)
 from bitprism.sensitivity.damage import (
     DAMAGE_VERSION,
     DamageTable,
@@ -26,6 +37,7 @@ from bitprism.sensitivity.damage import (
     measure_damage,
     offered_forms,
 )
+from bitprism.spaces.space import SearchSpace
 from bitprism.workloads.base import Inputs
 from bitprism.workloads.fingerprint import data_fingerprint
 
@@ -34,17 +46,36 @@ from bitprism.workloads.fingerprint import data_fingerprint
 GUIDANCE_BATCHES = 2
 
 
-def guided_seeds(
+@dataclass(frozen=True)
+class Guidance:
+    """What guidance decided for a new job: the space to search, what was dropped from it and
+    why, the warm-start seeds (chosen in that space), and the predictor that scores any
+    candidate of it (for pruning the sampler's clearly dominated ones unmeasured)."""
+
+    space: SearchSpace
+    dropped: list[Dropped]
+    seeds: list[Seed]
+    predictor: Predictor
+
+    def notes(self) -> tuple[str, ...]:
+        return seed_summary(self.seeds), dropped_summary(self.dropped)
+
+    def space_record(self) -> dict[str, Any]:
+        """The narrowed space as the job stores it, with each dropped choice and why."""
+        return {**self.space.to_dict(), "dropped": [d.to_dict() for d in self.dropped]}
+
+
+def guide(
     spec: JobSpec,
     job: PreparedJob,
     timing_inputs: Sequence[torch.Tensor],
     store: Store | None = None,
     progress: bool = True,
-) -> tuple[list[Seed], str]:
-    """``spec.warm_start`` integer-program candidates for ``job``, and a line saying what they
-    aim at. Layer forms are timed on ``timing_inputs``; nothing else of the job may run
-    meanwhile. Timings and the damage table are cached in ``store``, so a second job on the
-    same model, data and space measures neither again."""
+) -> Guidance:
+    """The narrowed space and ``spec.warm_start`` integer-program candidates for ``job``.
+    Layer forms are timed on ``timing_inputs``; nothing else of the job may run meanwhile.
+    Timings and the damage table are cached in ``store``, so a second job on the same model,
+    data and space measures neither again."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
     structure = Structure(job.groups, job.unit_order)
@@ -69,8 +100,10 @@ def guided_seeds(
         costs = job_costs(
             spec, job, timing_inputs, store, on_step=lambda k, n: report("time", k, n)
         )
-        seeds = warm_start(job.space, damage, costs, job.groups, spec.warm_start)
-    return seeds, seed_summary(seeds)
+        space, dropped = narrow_space(job.space, damage, costs)
+        predictor = Predictor(space, damage, costs, job.groups)
+        seeds = warm_start(predictor, spec.warm_start)
+    return Guidance(space, dropped, seeds, predictor)
 
 
 def job_costs(

@@ -22,6 +22,7 @@ class SearchProgress:
     def __init__(self, job_id: str, total: int, completed: int, enabled: bool = True) -> None:
         self.failed = 0
         self.unverified = 0
+        self.pruned = 0
         self.best_accuracy: float | None = None
         self.best_speedup: float | None = None
         self.reference: float | None = None
@@ -65,11 +66,14 @@ class SearchProgress:
         metrics: Mapping[str, float] | None = None,
         failed: bool = False,
         unverified: bool = False,
+        pruned: bool = False,
     ) -> None:
         """Count one finished evaluation (the fp32 reference updates the status only).
 
-        ``unverified`` marks a failure whose ONNX file disagreed with PyTorch.
+        ``unverified`` marks a failure whose ONNX file disagreed with PyTorch; ``pruned`` a
+        proposal stopped before evaluation (shown, not counted: ``is_trial`` is False).
         """
+        self.pruned += pruned
         if failed:
             self.failed += not unverified
             self.unverified += unverified
@@ -93,4 +97,6 @@ class SearchProgress:
             parts.append(f"[red]{self.failed} failed[/red]")
         if self.unverified:
             parts.append(f"[yellow]{self.unverified} unverified[/yellow]")
+        if self.pruned:
+            parts.append(f"{self.pruned} pruned unmeasured")
         return "  ".join(parts)

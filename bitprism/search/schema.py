@@ -39,6 +39,7 @@ class TrialState(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"  # a sampler's proposal its predictions showed dominated: unmeasured
 
 
 class TrialRole(StrEnum):

@@ -260,12 +260,13 @@ class Store:
         self,
         trial_id: int,
         metrics: Mapping[str, float],
-        verified: bool,
+        verified: bool | None,
         artifact: ArtifactRecord | None,
         note: str | None = None,
         state: TrialState = TrialState.COMPLETE,
     ) -> None:
-        """Record what a trial measured; ``state=FAILED`` keeps the numbers of a rejected one."""
+        """Record what a trial measured; ``state=FAILED`` keeps the numbers of a rejected one,
+        ``PRUNED`` the predictions of an unmeasured one (``verified`` None: no file)."""
         with self._session() as s:
             trial = _get_trial(s, trial_id)
             trial.state = state

@@ -68,17 +68,62 @@ class _Slots:
         return tuple(sizes)
 
 
-def warm_start(
-    space: SearchSpace,
-    damage: DamageTable,
-    costs: LayerCosts,
-    groups: Sequence[PruneGroup] = (),
-    budgets: int = 8,
-) -> list[Seed]:
+@dataclass(frozen=True)
+class Prediction:
+    """What the warm start's tables say of one candidate: summed damage, and the layers'
+    bytes and milliseconds (as the program counts them)."""
+
+    damage: float
+    layer_bytes: float
+    layer_ms: float
+
+    def clearly_beats(self, other: Prediction, damage_ratio: float, time_ratio: float) -> bool:
+        """No more bytes, ``time_ratio`` of the time or less, ``damage_ratio`` times less
+        damage or better: a margin over the predictions' own errors."""
+        return (
+            self.layer_bytes <= other.layer_bytes
+            and self.layer_ms <= time_ratio * other.layer_ms
+            and self.damage * damage_ratio <= other.damage
+        )
+
+
+class Predictor:
+    """Predicts any candidate of a space from the tables the warm start was posed with."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        damage: DamageTable,
+        costs: LayerCosts,
+        groups: Sequence[PruneGroup] = (),
+    ) -> None:
+        self.slots = _slots(space, groups)
+        self.program = Program(
+            self.slots.sizes(), tuple(_terms(space, damage, costs, groups, self.slots)), 2
+        )
+
+    def predict(self, candidate: Candidate) -> Prediction:
+        """The candidate's prediction; a ValueError if it uses a choice the space lacks."""
+        picks = [0] * len(self.slots.index)
+        for (kind, name), slot in self.slots.index.items():
+            choice = candidate[name]
+            try:
+                if kind == "form":
+                    picks[slot] = self.slots.forms[name].index(
+                        dataclasses.replace(choice, keep=1.0)
+                    )
+                else:
+                    picks[slot] = self.slots.keeps[name].index(choice.keep)
+            except ValueError:
+                raise ValueError(f"layer {name!r}: {choice} is not in the space") from None
+        value, spent = self.program.evaluate(picks)
+        return Prediction(float(value), float(spent[0]), float(spent[1]))
+
+
+def warm_start(predictor: Predictor, budgets: int = 8) -> list[Seed]:
     """Up to ``budgets`` distinct candidates of least predicted damage, one per budget (the
-    uncompressed model left out)."""
-    slots = _slots(space, groups)
-    program = Program(slots.sizes(), tuple(_terms(space, damage, costs, groups, slots)), 2)
+    uncompressed model left out), from the program ``predictor`` holds."""
+    slots, program = predictor.slots, predictor.program
     fp32 = program.evaluate([0] * len(slots.index))[1]  # option 0: no compression
     smallest = program.solve([None, float(fp32[1])], minimise=0)
     fastest = program.solve([None, None], minimise=1)

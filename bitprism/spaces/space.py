@@ -116,6 +116,41 @@ class SearchSpace:
                 total *= len(values)
         return total
 
+    def without(self, drops: Sequence[tuple[str, str, Value]]) -> SearchSpace:
+        """This space with each (layer, knob, value) of ``drops`` removed; a knob's first value
+        (no compression) always stays."""
+        gone = set(drops)
+        choices = tuple(
+            (
+                layer,
+                tuple(
+                    (
+                        knob,
+                        values[:1] + tuple(v for v in values[1:] if (layer, knob, v) not in gone),
+                    )
+                    for knob, values in knobs
+                ),
+            )
+            for layer, knobs in self.choices
+        )
+        return SearchSpace(layers=self.layers, choices=choices)
+
+    def restricted_to(self, stored: Mapping[str, Any]) -> SearchSpace | None:
+        """This space narrowed to a stored one's choices (a job's, as :meth:`to_dict` wrote
+        it), or None unless the stored space has the same layers and offers no value this one
+        lacks: a resumed job searches what it started with."""
+        if stored.get("layers") != [layer.to_dict() for layer in self.layers]:
+            return None
+        wanted = stored.get("choices", {})
+        drops = []
+        for layer, knobs in self.choices:
+            for knob, values in knobs:
+                kept = wanted.get(layer, {}).get(knob)
+                if kept is None or not set(kept) <= set(values) or values[0] not in kept:
+                    return None
+                drops += [(layer, knob, v) for v in values if v not in kept]
+        return self.without(drops)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "layers": [layer.to_dict() for layer in self.layers],

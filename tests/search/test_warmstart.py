@@ -15,7 +15,7 @@ from bitprism.kernels.onnx_graph import initializer_bytes
 from bitprism.search.guidance import job_costs
 from bitprism.search.prepare import eval_context, prepare_job
 from bitprism.search.store import Store
-from bitprism.search.warmstart import seed_summary, warm_start
+from bitprism.search.warmstart import Predictor, seed_summary, warm_start
 from bitprism.sensitivity.damage import Structure, measure_damage
 from bitprism.spaces.candidate import LayerChoice
 from bitprism.workloads.base import as_tuple
@@ -39,7 +39,7 @@ def test_seeds_trade_damage_for_bytes_and_their_bytes_are_the_files(
     assert costs.timed > 0
     again = job_costs(spec, job, inputs, store)
     assert again.timed == 0 and again.form_ms == costs.form_ms  # every timing came from the cache
-    seeds = warm_start(job.space, table, costs, job.groups)
+    seeds = warm_start(Predictor(job.space, table, costs, job.groups))
     assert len(seeds) >= 4
     assert any(c.keep < 1.0 for s in seeds for _, c in s.candidate)  # structure is searched
     assert "integer-program seeds" in seed_summary(seeds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bitprism.compression.apply import PLAIN
 from bitprism.config import Methods
 from bitprism.sensitivity.stats import candidate_stats, input_grams
 from bitprism.spaces.candidate import Candidate
@@ -35,10 +36,11 @@ def test_only_what_the_choices_use_is_measured(digits) -> None:
     candidate = Candidate.from_dict(
         {"head.1": {"rank_fraction": 0.5}, "head.3": {"weight_bits": 4}, "head.5": {}}
     )
-    stats = candidate_stats(
-        digits.model, layers, candidate, Methods(factoriser="fwsvd"), digits.calibration
-    )
+    methods = Methods(factoriser="fwsvd", pruner="magnitude", quantiser="rtn")
+    stats = candidate_stats(digits.model, layers, candidate, methods, digits.calibration)
     assert set(stats) == {"head.1"}  # rtn on head.3 needs nothing
     assert stats["head.1"].fisher is not None and stats["head.1"].fisher.shape == (256, 1024)
     assert stats["head.1"].input_gram is not None
-    assert candidate_stats(digits.model, layers, candidate, Methods(), digits.calibration) == {}
+    assert candidate_stats(digits.model, layers, candidate, PLAIN, digits.calibration) == {}
+    default = candidate_stats(digits.model, layers, candidate, Methods(), digits.calibration)
+    assert set(default) == {"head.1", "head.3"} and default["head.3"].fisher is None

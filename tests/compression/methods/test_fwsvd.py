@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bitprism.compression.apply import PLAIN
 from bitprism.compression.methods.fwsvd import fisher_weighted_svd, whitened_svd
 from bitprism.compression.methods.plain import truncated_svd
 from bitprism.compression.methods.registry import LayerStats
@@ -32,7 +33,7 @@ def test_data_aware_low_rank_beats_svd_in_task_loss_at_equal_bytes(
     rank 1/2; 9.6e-6 and 1.6e-5 vs 9.0e-5 at 1/4. Halving the 10-output classifier breaks the
     model whatever the method (KL 0.15 to 0.25), and there plain SVD did best: far from the
     fp32 weights a second-order weighting is no guide."""
-    plain, plain_layout = held_out_kl(digits, _hidden_rank(fraction), Methods())
+    plain, plain_layout = held_out_kl(digits, _hidden_rank(fraction), PLAIN)
     better, layout = held_out_kl(digits, _hidden_rank(fraction), Methods(factoriser=factoriser))
     assert layout == plain_layout
     assert better < 0.5 * plain

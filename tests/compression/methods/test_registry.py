@@ -6,7 +6,7 @@ import pydantic
 import pytest
 import torch
 
-from bitprism.compression.apply import compress_model
+from bitprism.compression.apply import PLAIN, compress_model
 from bitprism.compression.methods import MethodKind, Stat, get_method, method_names, needed
 from bitprism.compression.methods.registry import register
 from bitprism.config import JobSpec, Methods
@@ -20,9 +20,11 @@ def test_every_kind_has_its_plain_and_data_aware_methods() -> None:
     assert method_names(MethodKind.FACTORISER) == ("fwsvd", "svd", "whitened")
     assert get_method(MethodKind.QUANTISER, "gptq").needs == {Stat.INPUT_GRAM}
     assert "Hessian error compensation" in get_method(MethodKind.QUANTISER, "gptq").summary
-    assert needed(Methods()) == frozenset()
+    assert needed(PLAIN) == frozenset()
+    assert Methods() == Methods(factoriser="whitened", pruner="obs", quantiser="gptq")
     assert needed(Methods(factoriser="fwsvd")) == {Stat.FISHER, Stat.INPUT_GRAM}
-    assert needed(Methods(factoriser="fwsvd"), frozenset({MethodKind.QUANTISER})) == frozenset()
+    rtn = Methods(factoriser="fwsvd", quantiser="rtn")
+    assert needed(rtn, frozenset({MethodKind.QUANTISER})) == frozenset()
 
 
 def test_unknown_names_are_refused_naming_the_registered_ones() -> None:
@@ -35,17 +37,18 @@ def test_unknown_names_are_refused_naming_the_registered_ones() -> None:
 
 
 def test_spec_round_trips_methods() -> None:
-    spec = JobSpec(methods={"quantiser": "gptq", "factoriser": "whitened"})
+    spec = JobSpec(methods={"quantiser": "rtn", "factoriser": "fwsvd"})
     again = JobSpec.model_validate(spec.model_dump(mode="json"))
-    assert again.methods == Methods(quantiser="gptq", factoriser="whitened")
-    assert str(again.methods) == "factoriser whitened, pruner magnitude, quantiser gptq"
+    assert again.methods == Methods(quantiser="rtn", factoriser="fwsvd", pruner="obs")
+    assert str(again.methods) == "factoriser fwsvd, pruner obs, quantiser rtn"
 
 
 def test_compress_model_refuses_a_data_aware_method_without_statistics(digits) -> None:
     layers = tuple(discover_layers(digits.model))
     int4 = Candidate.from_dict({"head.1": {"weight_bits": 4}})
     with pytest.raises(ValueError, match="'head.1': its methods .* need calibration statistics"):
-        compress_model(digits.model, layers, int4, methods=Methods(quantiser="gptq"))
-    # a method the choice does not use needs nothing: int4 with fwsvd runs no factoriser
-    compressed, _ = compress_model(digits.model, layers, int4, methods=Methods(factoriser="fwsvd"))
+        compress_model(digits.model, layers, int4, methods=Methods())
+    # a method the choice does not use needs nothing: int4 with rtn runs no factoriser
+    fwsvd = Methods(factoriser="fwsvd", quantiser="rtn")
+    compressed, _ = compress_model(digits.model, layers, int4, methods=fwsvd)
     assert not torch.equal(compressed.get_submodule("head.1").weight, digits.model.head[1].weight)
