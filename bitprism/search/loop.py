@@ -230,10 +230,10 @@ class SearchLoop:
             return False
         number, theirs = beater
         reason = (
-            f"pruned unmeasured: trial {number} is predicted to beat it clearly "
+            f"trial {number} is predicted to beat it clearly "
             f"({mine.damage / max(theirs.damage, 1e-30):.1f}x its damage, "
             f"{mine.layer_bytes / theirs.layer_bytes:.2f}x its layer bytes, "
-            f"{mine.layer_ms / theirs.layer_ms:.2f}x its layer time)"
+            f"{mine.layer_ms / theirs.layer_ms:.2f}x its layer time); not measured"
         )
         row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
         metrics = {**_predicted(mine), "pruned_by_trial": float(number)}

@@ -383,7 +383,7 @@ def test_dominated_proposals_are_pruned_unmeasured(store_url, tmp_path) -> None:
     assert pruned, "random proposals on digits always include clearly dominated ones"
     by_number = {t.number: t for t in measured}
     for trial in pruned:
-        assert trial.artifact is None and "pruned unmeasured: trial" in (trial.error or "")
+        assert trial.artifact is None and "is predicted to beat it clearly" in (trial.error or "")
         beater = by_number[int(trial.metrics["pruned_by_trial"])]
         assert beater.state is TrialState.COMPLETE
         assert trial.metrics["predicted_damage"] > 0
