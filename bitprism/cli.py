@@ -326,6 +326,49 @@ def sensitivity(
             console.print(f"plot written to {target}")
 
 
+@app.command()
+def dashboard(
+    store: StoreOpt = DEFAULT_STORE,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
+    address: Annotated[
+        str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the dashboard over a store (read-only) until interrupted."""
+    import subprocess
+    import sys
+
+    import bitprism.dashboard
+    from bitprism.paths import check_store_url
+
+    with _errors():
+        check_store_url(store, create=False)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(Path(bitprism.dashboard.__file__).parent / "app.py"),  # not imported: a script
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--store",
+        store,
+    ]
+    console.print(f"dashboard of {store} on http://{address}:{port} (Ctrl-C stops it)")
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code=code)
+
+
 @app.command("export")
 def export_cmd(
     job: str,

@@ -1,0 +1,40 @@
+"""What every dashboard page shares: the store it reads, opened once per process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import streamlit as st
+
+from bitprism.dashboard.queries import Queries
+from bitprism.paths import PathError
+
+STORE_ENV = "BITPRISM_STORE"
+DEFAULT_STORE = "sqlite:///bitprism.db"
+
+
+def store_url(argv: list[str] | None = None) -> str:
+    """``--store URL`` after ``streamlit run app.py --`` (how ``bitprism dashboard`` starts
+    it), else ``$BITPRISM_STORE``, else the CLI's default store."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--store", default=None)
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known.store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+@st.cache_resource
+def _open(url: str) -> Queries:
+    return Queries(url)
+
+
+def queries() -> Queries:
+    """The store's queries, or the page stops with the reason the store cannot be read."""
+    url = store_url()
+    try:
+        return _open(url)
+    except PathError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # st.stop() raises; this line only satisfies the type checker

@@ -1,0 +1,133 @@
+"""Plot data for the dashboard, as pure functions of the queried points (unit-tested apart
+from Streamlit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+from bitprism.dashboard.queries import TrialPoint
+
+
+@dataclass(frozen=True)
+class Axis:
+    metric: str
+    title: str
+    maximise: bool
+    log: bool = False
+
+
+AXES = {
+    "accuracy": Axis("accuracy", "accuracy (the workload's metric)", True),
+    "speedup": Axis("speedup", "speed-up over fp32 (same passes)", True),
+    "weight_bytes": Axis("weight_bytes", "weight bytes", False, log=True),
+    "latency_ms": Axis("latency_ms", "latency ms", False),
+}
+
+
+def front_2d(xs: Sequence[float], ys: Sequence[float], maximise: tuple[bool, bool]) -> list[int]:
+    """Indices of the points no other point beats on both objectives, in front order.
+
+    O(n log n): sorted best-first on x (ties best-first on y), a point is on the front when
+    its y beats every y before it; the O(n^2) pairwise scan would take seconds at 10,000.
+    Of equal points only the first is kept.
+    """
+    sx = 1.0 if maximise[0] else -1.0
+    sy = 1.0 if maximise[1] else -1.0
+    order = sorted(range(len(xs)), key=lambda i: (-sx * xs[i], -sy * ys[i]))
+    front: list[int] = []
+    best = float("-inf")
+    for i in order:
+        if sy * ys[i] > best:
+            front.append(i)
+            best = sy * ys[i]
+    return front
+
+
+def measured(points: Sequence[TrialPoint], metrics: Sequence[str]) -> list[TrialPoint]:
+    """The verified, complete points that have every one of ``metrics``."""
+    return [
+        p
+        for p in points
+        if p.state == "complete" and p.verified and all(m in p.metrics for m in metrics)
+    ]
+
+
+def within_drop(
+    points: Sequence[TrialPoint], reference: TrialPoint, max_drop_pct: float
+) -> list[TrialPoint]:
+    """The points whose accuracy is at most ``max_drop_pct`` % below the reference's (on a
+    metric where higher is better, as every bitprism workload's is)."""
+    floor = reference.metrics["accuracy"] * (1 - max_drop_pct / 100)
+    return [p for p in points if p.metrics["accuracy"] >= floor]
+
+
+def pareto_figure(
+    points: Sequence[TrialPoint], x: str, y: str, reference: TrialPoint | None
+) -> go.Figure:
+    """All measured ``points`` in (x, y), the non-dominated ones joined by a line, and the
+    fp32 reference as a star. Hover names the trial and its numbers."""
+    ax, ay = AXES[x], AXES[y]
+    shown = [p for p in points if p.number is not None]
+    xs = [p.metrics[x] for p in shown]
+    ys = [p.metrics[y] for p in shown]
+    on_front = front_2d(xs, ys, (ax.maximise, ay.maximise))
+    line = sorted(on_front, key=lambda i: xs[i])
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            name="trials",
+            marker={"color": "#9aa5b1", "size": 7},
+            customdata=[p.number for p in shown],
+            text=[_hover(p) for p in shown],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[xs[i] for i in line],
+            y=[ys[i] for i in line],
+            mode="lines+markers",
+            name="Pareto front",
+            marker={"color": "#d62728", "size": 9},
+            customdata=[shown[i].number for i in line],
+            text=[_hover(shown[i]) for i in line],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    if reference is not None and x in reference.metrics and y in reference.metrics:
+        figure.add_trace(
+            go.Scatter(
+                x=[reference.metrics[x]],
+                y=[reference.metrics[y]],
+                mode="markers",
+                name="fp32",
+                marker={"symbol": "star", "size": 16, "color": "#1f77b4"},
+                text=[_hover(reference)],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    figure.update_xaxes(title=ax.title, type="log" if ax.log else "linear")
+    figure.update_yaxes(title=ay.title, type="log" if ay.log else "linear")
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return figure
+
+
+def _hover(point: TrialPoint) -> str:
+    m = point.metrics
+    parts = [point.label]
+    if "accuracy" in m:
+        parts.append(f"accuracy {m['accuracy']:.4g}")
+    if "speedup" in m:
+        spread = ""
+        if "speedup_min" in m and "speedup_max" in m:
+            spread = f" ({m['speedup_min']:.2f}-{m['speedup_max']:.2f})"
+        parts.append(f"{m['speedup']:.2f}x fp32 speed{spread}")
+    if "weight_bytes" in m:
+        parts.append(f"{m['weight_bytes'] / 1024:.1f} KiB of weights")
+    return "<br>".join(parts)

@@ -1,0 +1,52 @@
+"""The dashboard's plot data: the two-objective front against a brute-force scan."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bitprism.dashboard.front import front_2d, measured, pareto_figure, within_drop
+from bitprism.dashboard.queries import TrialPoint
+
+
+def _brute_force(xs, ys, maximise):  # type: ignore[no-untyped-def]
+    sx, sy = (1 if maximise[0] else -1), (1 if maximise[1] else -1)
+    points = {(x, y) for x, y in zip(xs, ys, strict=True)}
+    return {
+        (x, y)
+        for x, y in points
+        if not any(sx * a >= sx * x and sy * b >= sy * y and (a, b) != (x, y) for a, b in points)
+    }
+
+
+@pytest.mark.parametrize("maximise", [(True, True), (True, False), (False, False)])
+def test_front_matches_the_pairwise_scan(maximise: tuple[bool, bool]) -> None:
+    rng = random.Random(0)
+    for n in (0, 1, 2, 50, 400):
+        xs = [rng.randint(0, 30) / 3 for _ in range(n)]  # ties on purpose
+        ys = [rng.randint(0, 30) / 3 for _ in range(n)]
+        front = front_2d(xs, ys, maximise)
+        assert {(xs[i], ys[i]) for i in front} == _brute_force(xs, ys, maximise)
+        assert len(front) == len({(xs[i], ys[i]) for i in front})  # equal points kept once
+
+
+def _point(number: int | None, accuracy: float, speedup: float, **extra: object) -> TrialPoint:
+    metrics = {"accuracy": accuracy, "speedup": speedup, "weight_bytes": 1000.0}
+    return TrialPoint(number, str(extra.get("state", "complete")), True, metrics)
+
+
+def test_filters_and_figure() -> None:
+    fp32 = _point(None, 90.0, 1.0)
+    points = [fp32, _point(0, 89.5, 2.0), _point(1, 80.0, 4.0), _point(2, 89.0, 1.5)]
+    points.append(TrialPoint(3, "failed", False, {"accuracy": 95.0}))
+    kept = measured(points, ("accuracy", "speedup"))
+    assert [p.number for p in kept] == [None, 0, 1, 2]
+    near = within_drop(kept, fp32, 1.0)  # 89.1 and up
+    assert [p.number for p in near] == [None, 0]
+    figure = pareto_figure(kept, "speedup", "accuracy", fp32)
+    names = [trace.name for trace in figure.data]
+    assert names == ["trials", "Pareto front", "fp32"]
+    front = figure.data[1]
+    assert list(front.customdata) == [0, 1]  # trial 2 is beaten by trial 0; ordered by speed-up
+    assert "2.00x fp32 speed" in front.text[0]

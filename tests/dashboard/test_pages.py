@@ -1,0 +1,54 @@
+"""Every dashboard page rendered by Streamlit's AppTest on real stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import bitprism.dashboard
+
+PAGES = Path(bitprism.dashboard.__file__).parent / "pages"
+
+
+def _run(page: str, store: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
+    monkeypatch.setenv("BITPRISM_STORE", store)
+    test = AppTest.from_file(str(PAGES / f"{page}.py"), default_timeout=60)
+    for key, value in params.items():
+        test.query_params[key] = value
+    test.run()
+    assert not test.exception, [e.value for e in test.exception]
+    return test
+
+
+def test_jobs_page_lists_every_job(job_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = _run("jobs", job_store, monkeypatch)
+    table = page.dataframe[0].value
+    assert set(table["job"]) == {"job", "broken"}
+    row = table[table["job"] == "job"].iloc[0]
+    assert row["status"] == "done" and row["trials"] == "8 / 8"
+    assert table[table["job"] == "broken"].iloc[0]["status"] == "failed"
+
+
+def test_pareto_page_draws_the_front(job_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = _run("pareto", job_store, monkeypatch, job="job")
+    page.slider[0].set_value(20.0).run()  # the widest drop the slider offers: every point
+    spec = json.loads(page.get("plotly_chart")[0].proto.spec)
+    assert [trace["name"] for trace in spec["data"]] == ["trials", "Pareto front", "fp32"]
+    assert "on the front of speedup and accuracy" in page.caption[0].value
+    # another pair of objectives (the select boxes: job, x, y)
+    page.selectbox[1].set_value("weight_bytes").run()
+    assert "on the front of weight_bytes and accuracy" in page.caption[0].value
+
+
+def test_pages_on_an_empty_store_and_a_failed_job(
+    empty_store: str, job_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for page in ("jobs", "pareto"):
+        assert "No jobs in" in _run(page, empty_store, monkeypatch).info[0].value
+    broken = _run("pareto", job_store, monkeypatch, job="broken")
+    assert "No verified trial to plot yet" in broken.warning[0].value
+    missing = _run("jobs", "sqlite:////nonexistent/bitprism.db", monkeypatch)
+    assert "no bitprism store" in missing.error[0].value

@@ -1,0 +1,49 @@
+"""The dashboard's only SQL: on a store filled by real jobs, read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bitprism.dashboard.queries import Queries
+from bitprism.paths import PathError
+from bitprism.search.store import Store
+
+
+def test_jobs_points_and_choices_match_the_store(job_store: str) -> None:
+    queries = Queries(job_store)
+    jobs = {j.id: j for j in queries.jobs()}
+    assert set(jobs) == {"job", "broken"}
+    job = jobs["job"]
+    assert job.status == "done" and job.trials_asked == 8 and job.finished == 8
+    assert job.best_accuracy is not None and job.best_speedup is not None
+    assert jobs["broken"].status == "failed" and jobs["broken"].error
+    store = Store(job_store, create=False)
+    records = store.trials("job")
+    points = queries.points("job")
+    assert [p.number for p in points] == [r.number for r in records]  # reference first
+    for point, record in zip(points, records, strict=True):
+        assert point.state == record.state.value
+        for name, value in point.metrics.items():
+            assert record.metrics[name] == pytest.approx(value)
+    best = max(r.metrics["accuracy"] for r in records if r.number is not None and r.verified)
+    assert job.best_accuracy == pytest.approx(best)
+    chosen = queries.choices("job", records[1].number)
+    assert [c["layer"] for c in chosen] == [name for name, _ in records[1].candidate]
+    assert queries.choices("job", 10_000) == []
+    with pytest.raises(KeyError, match="no job 'nope'"):
+        queries.job_spec("nope")
+
+
+def test_a_missing_store_is_refused_and_reading_writes_nothing(
+    empty_store: str, tmp_path: Path
+) -> None:
+    with pytest.raises(PathError, match="no bitprism store"):
+        Queries(f"sqlite:///{tmp_path / 'typo.db'}")
+    assert not (tmp_path / "typo.db").exists()
+    path = Path(str(make_url(empty_store).database))
+    before = path.stat().st_mtime_ns
+    assert Queries(empty_store).jobs() == []
+    assert path.stat().st_mtime_ns == before
