@@ -38,3 +38,16 @@ def queries() -> Queries:
         st.error(str(exc))
         st.stop()
         raise  # st.stop() raises; this line only satisfies the type checker
+
+
+def pick_job(store: Queries) -> str:
+    """A job chosen on the page (``?job=`` preselects it; newest first), or the page stops
+    with a hint when the store has none."""
+    jobs = [r.id for r in store.jobs()]
+    if not jobs:
+        st.info(f"No jobs in {store.url} yet. Start one with `bitprism search`.")
+        st.stop()
+    wanted = st.query_params.get("job")
+    job = st.selectbox("job", jobs, index=jobs.index(wanted) if wanted in jobs else 0)
+    st.query_params["job"] = job
+    return str(job)

@@ -148,8 +148,10 @@ class Queries:
         ]
 
     def choices(self, job_id: str, number: int | None) -> list[dict[str, Any]]:
-        """The per-layer choices of one trial (``number`` None: the reference), model order."""
+        """The per-layer choices of one trial (``number`` None: the reference), in model
+        order (the order of the job's stored space; a candidate itself is sorted by name)."""
         with self.engine.connect() as db:
+            space = db.execute(select(Job.space).where(Job.id == job_id)).scalar_one_or_none()
             rows = db.execute(
                 select(
                     LayerChoiceRow.layer,
@@ -163,9 +165,10 @@ class Queries:
                     Trial.job_id == job_id,
                     Trial.number.is_(None) if number is None else Trial.number == number,
                 )
-                .order_by(LayerChoiceRow.id)
             ).all()
-        return [dict(row._mapping) for row in rows]
+        order = {layer["name"]: i for i, layer in enumerate((space or {}).get("layers", []))}
+        found = [dict(row._mapping) for row in rows]
+        return sorted(found, key=lambda c: (order.get(c["layer"], len(order)), c["layer"]))
 
 
 def _value(member: Any) -> str:

@@ -43,10 +43,22 @@ def test_pareto_page_draws_the_front(job_store: str, monkeypatch: pytest.MonkeyP
     assert "on the front of weight_bytes and accuracy" in page.caption[0].value
 
 
+def test_trial_page_shows_a_trial_against_fp32(
+    job_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = _run("trial", job_store, monkeypatch, job="job", trial="0")
+    assert page.subheader[0].value.startswith("trial 0: complete")
+    assert "smaller" in page.markdown[0].value and "accuracy (" in page.markdown[0].value
+    heat = json.loads(page.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert heat["type"] == "heatmap" and heat["y"] == ["up", "down"]  # model order, not by name
+    page.selectbox[1].set_value(1).run()
+    assert page.subheader[0].value.startswith("trial 1:")
+
+
 def test_pages_on_an_empty_store_and_a_failed_job(
     empty_store: str, job_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for page in ("jobs", "pareto"):
+    for page in ("jobs", "pareto", "trial"):
         assert "No jobs in" in _run(page, empty_store, monkeypatch).info[0].value
     broken = _run("pareto", job_store, monkeypatch, job="broken")
     assert "No verified trial to plot yet" in broken.warning[0].value

@@ -31,7 +31,10 @@ def test_jobs_points_and_choices_match_the_store(job_store: str) -> None:
     best = max(r.metrics["accuracy"] for r in records if r.number is not None and r.verified)
     assert job.best_accuracy == pytest.approx(best)
     chosen = queries.choices("job", records[1].number)
-    assert [c["layer"] for c in chosen] == [name for name, _ in records[1].candidate]
+    assert [c["layer"] for c in chosen] == ["up", "down"]  # model order
+    assert {c["layer"]: c["weight_bits"] for c in chosen} == {
+        name: choice.weight_bits for name, choice in records[1].candidate
+    }
     assert queries.choices("job", 10_000) == []
     with pytest.raises(KeyError, match="no job 'nope'"):
         queries.job_spec("nope")

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bitprism.dashboard.context import queries
+from bitprism.dashboard.context import pick_job, queries
 from bitprism.dashboard.front import AXES, front_2d, measured, pareto_figure, within_drop
 
 st.title("Pareto front")
 store = queries()
-jobs = [r.id for r in store.jobs()]
-if not jobs:
-    st.info(f"No jobs in {store.url} yet. Start one with `bitprism search`.")
-    st.stop()
-wanted = st.query_params.get("job")
-job = st.selectbox("job", jobs, index=jobs.index(wanted) if wanted in jobs else 0)
-st.query_params["job"] = job
+job = pick_job(store)
 points = store.points(job)
 reference = next((p for p in points if p.number is None and p.state == "complete"), None)
 left, right, slider = st.columns([1, 1, 2])

@@ -1,0 +1,37 @@
+"""Trial: one trial's numbers against fp32, its per-layer choices as a heat map, and the job's
+spec."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bitprism.dashboard.context import pick_job, queries
+from bitprism.dashboard.trial_view import against_fp32, choices_heatmap
+
+st.title("Trial")
+store = queries()
+job = pick_job(store)
+points = store.points(job)
+reference = next((p for p in points if p.number is None), None)
+searched = [p for p in points if p.number is not None]
+if not searched:
+    st.warning("This job has no trial yet.")
+    st.stop()
+numbers = [p.number for p in searched]
+asked = st.query_params.get("trial")
+start = (
+    numbers.index(int(asked))
+    if asked is not None and asked.isdigit() and int(asked) in numbers
+    else 0
+)
+number = st.selectbox("trial", numbers, index=start)
+st.query_params.update({"job": job, "trial": str(number)})
+point = next(p for p in searched if p.number == number)
+status = point.state if point.verified is not False else f"{point.state} (file not verified)"
+st.subheader(f"trial {number}: {status}")
+if reference is not None and point.state == "complete":
+    st.markdown(f"**{against_fp32(point, reference)}**")
+choices = store.choices(job, number)
+st.plotly_chart(choices_heatmap(choices), key="layers")
+with st.expander("job spec"):
+    st.json(store.job_spec(job))
