@@ -26,10 +26,9 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-from optuna._hypervolume import compute_hypervolume
-
 from bitprism.config import JobSpec, Sampler
+from bitprism.dashboard.front import hypervolume_curve as hypervolume_curve_of
+from bitprism.dashboard.queries import TrialPoint
 from bitprism.evaluators.latency import cpu_flags
 from bitprism.search.driver import run_job
 from bitprism.search.schema import TrialRole, TrialState
@@ -40,36 +39,19 @@ METHODS = {
     "nsga2": {"sampler": Sampler.NSGA2, "warm_start": 0},
     "guided": {"sampler": Sampler.NSGA2, "warm_start": 8},
 }
-REFERENCE = np.array([-0.9, -0.5, 1.0])  # minimised: -accuracy ratio, -speed-up, bytes ratio
 
 
 def hypervolume_curve(trials: list[TrialRecord], budget: int) -> list[float]:
     """Hypervolume of the verified points after each of the first ``budget`` measured search
-    trials (proposals pruned unmeasured are not trials of the budget, so no step)."""
-    reference = next(t for t in trials if t.role is TrialRole.REFERENCE).metrics
-    searched = sorted(
-        (
-            t
-            for t in trials
-            if t.role is TrialRole.SEARCH
-            and t.number is not None
-            and t.state is not TrialState.PRUNED
-        ),
-        key=lambda t: t.number or 0,
-    )
-    points: list[list[float]] = []
-    curve = []
-    for trial in searched[:budget]:
-        if trial.state is TrialState.COMPLETE and trial.verified:
-            m = trial.metrics
-            point = [
-                -m["accuracy"] / reference["accuracy"],
-                -m["speedup"],
-                m["weight_bytes"] / reference["weight_bytes"],
-            ]
-            if all(p < r for p, r in zip(point, REFERENCE, strict=True)):
-                points.append(point)
-        curve.append(float(compute_hypervolume(np.array(points), REFERENCE)) if points else 0.0)
+    trials (the dashboard's curve, one step per trial; pruned proposals are no step)."""
+    points = [
+        TrialPoint(t.number, t.state.value, t.verified, dict(t.metrics))
+        for t in sorted(trials, key=lambda t: -1 if t.number is None else t.number)
+        if t.role is TrialRole.SEARCH or t.number is None
+    ]
+    reference = next(p for p in points if p.number is None)
+    measured = [p for p in points if p.number is not None and p.state != "pruned"][:budget]
+    _, curve = hypervolume_curve_of(measured, reference, steps=len(measured) or 1)
     return curve + [curve[-1] if curve else 0.0] * (budget - len(curve))
 
 

@@ -18,6 +18,7 @@ navigation = st.navigation(
         st.Page(PAGES / "jobs.py", title="Jobs", default=True),
         st.Page(PAGES / "pareto.py", title="Pareto"),
         st.Page(PAGES / "trial.py", title="Trial"),
+        st.Page(PAGES / "compare.py", title="Compare"),
     ]
 )
 navigation.run()

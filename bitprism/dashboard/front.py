@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
+from optuna._hypervolume import compute_hypervolume
 
 from bitprism.dashboard.queries import TrialPoint
 
@@ -131,3 +133,52 @@ def _hover(point: TrialPoint) -> str:
     if "weight_bytes" in m:
         parts.append(f"{m['weight_bytes'] / 1024:.1f} KiB of weights")
     return "<br>".join(parts)
+
+
+# Hypervolume reference point (minimised form): 90% of fp32's accuracy, 0.5x its speed, its
+# size. Points worse than it on any objective add nothing.
+HV_REFERENCE = (-0.9, -0.5, 1.0)
+
+
+def hypervolume_curve(
+    points: Sequence[TrialPoint], reference: TrialPoint, steps: int = 100
+) -> tuple[list[int], list[float]]:
+    """The hypervolume of (accuracy / fp32's, speed-up, bytes / fp32's) over the verified
+    trials measured so far, after up to ``steps`` evenly spaced trial counts (trial order):
+    how fast the search found its front. Proposals pruned unmeasured are not counted."""
+    ordered = [p for p in points if p.number is not None and p.state != "pruned"]
+    ref = reference.metrics
+    limit = np.array(HV_REFERENCE)
+    kept: list[list[float]] = []
+    marks = sorted({max(1, round(len(ordered) * k / steps)) for k in range(1, steps + 1)})
+    xs: list[int] = []
+    ys: list[float] = []
+    done = 0
+    for mark in marks if ordered else []:
+        for point in ordered[done:mark]:
+            m = point.metrics
+            if (
+                point.state == "complete"
+                and point.verified
+                and {"accuracy", "speedup", "weight_bytes"} <= set(m)
+            ):
+                vector = [
+                    -m["accuracy"] / ref["accuracy"],
+                    -m["speedup"],
+                    m["weight_bytes"] / ref["weight_bytes"],
+                ]
+                if all(v < r for v, r in zip(vector, HV_REFERENCE, strict=True)):
+                    kept = _add_nondominated(kept, vector)
+        done = mark
+        xs.append(mark)
+        ys.append(float(compute_hypervolume(np.array(kept), limit)) if kept else 0.0)
+    return xs, ys
+
+
+def _add_nondominated(front: list[list[float]], point: list[float]) -> list[list[float]]:
+    """``front`` (mutually non-dominated, minimised) with ``point`` added if nothing in it
+    dominates the point, and what the point dominates removed: the hypervolume is the front's."""
+    if any(all(f <= p for f, p in zip(other, point, strict=True)) for other in front):
+        return front
+    kept = [o for o in front if not all(p <= f for p, f in zip(point, o, strict=True))]
+    return [*kept, point]

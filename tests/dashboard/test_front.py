@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from bitprism.dashboard.front import front_2d, measured, pareto_figure, within_drop
+from bitprism.dashboard.front import (
+    front_2d,
+    hypervolume_curve,
+    measured,
+    pareto_figure,
+    within_drop,
+)
 from bitprism.dashboard.queries import TrialPoint
 
 
@@ -50,3 +56,22 @@ def test_filters_and_figure() -> None:
     front = figure.data[1]
     assert list(front.customdata) == [0, 1]  # trial 2 is beaten by trial 0; ordered by speed-up
     assert "2.00x fp32 speed" in front.text[0]
+
+
+def test_hypervolume_curve_grows_with_better_points_only() -> None:
+    fp32 = TrialPoint(None, "complete", True, {"accuracy": 100.0, "weight_bytes": 100.0})
+
+    def trial(number: int, accuracy: float, speedup: float, size: float) -> TrialPoint:
+        metrics = {"accuracy": accuracy, "speedup": speedup, "weight_bytes": size}
+        return TrialPoint(number, "complete", True, metrics)
+
+    points = [
+        fp32,
+        trial(0, 95.0, 1.0, 50.0),  # box 0.05 x 0.5 x 0.5 above the reference (-0.9, -0.5, 1)
+        TrialPoint(1, "pruned", None, {}),  # not a step
+        trial(2, 94.0, 0.9, 60.0),  # dominated by trial 0: adds nothing
+        trial(3, 50.0, 9.0, 1.0),  # below 90% accuracy: outside the reference box
+    ]
+    xs, ys = hypervolume_curve(points, fp32, steps=10)
+    assert xs == [1, 2, 3]
+    assert ys == pytest.approx([0.05 * 0.5 * 0.5] * 3)

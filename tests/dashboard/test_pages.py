@@ -38,6 +38,7 @@ def test_pareto_page_draws_the_front(job_store: str, monkeypatch: pytest.MonkeyP
     spec = json.loads(page.get("plotly_chart")[0].proto.spec)
     assert [trace["name"] for trace in spec["data"]] == ["trials", "Pareto front", "fp32"]
     assert "on the front of speedup and accuracy" in page.caption[0].value
+    assert page.subheader[0].value == "hypervolume over measured trials"
     # another pair of objectives (the select boxes: job, x, y)
     page.selectbox[1].set_value("weight_bytes").run()
     assert "on the front of weight_bytes and accuracy" in page.caption[0].value
@@ -55,10 +56,26 @@ def test_trial_page_shows_a_trial_against_fp32(
     assert page.subheader[0].value.startswith("trial 1:")
 
 
+def test_compare_page_sets_trials_side_by_side(
+    job_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITPRISM_STORE", job_store)
+    page = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    page.query_params["job"] = "job"
+    page.query_params["trial"] = ["0", "1", "2"]
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert [h.value for h in page.subheader] == ["trial 0", "trial 1", "trial 2"]
+    table = page.dataframe[0].value
+    assert list(table.columns) == ["layer", "trial 0", "trial 1", "trial 2"]
+    assert list(table["layer"]) == ["up", "down"]
+    assert all(cell for cell in table["trial 0"])  # fp32 at least is named
+
+
 def test_pages_on_an_empty_store_and_a_failed_job(
     empty_store: str, job_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for page in ("jobs", "pareto", "trial"):
+    for page in ("jobs", "pareto", "trial", "compare"):
         assert "No jobs in" in _run(page, empty_store, monkeypatch).info[0].value
     broken = _run("pareto", job_store, monkeypatch, job="broken")
     assert "No verified trial to plot yet" in broken.warning[0].value

@@ -6,7 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from bitprism.dashboard.context import pick_job, queries
-from bitprism.dashboard.front import AXES, front_2d, measured, pareto_figure, within_drop
+from bitprism.dashboard.front import (
+    AXES,
+    front_2d,
+    hypervolume_curve,
+    measured,
+    pareto_figure,
+    within_drop,
+)
 
 st.title("Pareto front")
 store = queries()
@@ -43,6 +50,14 @@ st.caption(
     f"{len(on_front)} on the front of {x} and {y}; speed-ups are against fp32 timed in the "
     "same passes."
 )
+if reference is not None:
+    xs, ys = hypervolume_curve(points, reference)
+    st.subheader("hypervolume over measured trials")
+    st.line_chart({"trials measured": xs, "hypervolume": ys}, x="trials measured", y="hypervolume")
+    st.caption(
+        "of (accuracy / fp32's, speed-up, bytes / fp32's) above 90% of fp32's accuracy, 0.5x "
+        "its speed and its size: it flattens once the search stops finding better points"
+    )
 picked = [
     int(p["customdata"])
     for p in (event.selection.points if event and event.selection else [])
