@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/openvino_forms.py
 	$(BIN)/python benchmarks/compression_methods.py --workload digits-cnn
 	$(BIN)/python benchmarks/compression_methods.py --workload minilm-stsb
+	$(BIN)/python benchmarks/dashboard_pareto.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests
