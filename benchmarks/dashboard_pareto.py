@@ -113,7 +113,7 @@ def time_page(url: str) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     os.environ["BITPRISM_STORE"] = url
-    page = Path(bitprism.dashboard.__file__).parent / "pages" / "pareto.py"
+    page = Path(bitprism.dashboard.__file__).parent / "views" / "pareto.py"
     start = time.perf_counter()
     test = AppTest.from_file(str(page), default_timeout=120)
     test.query_params["job"] = "big"

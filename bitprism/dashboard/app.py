@@ -1,7 +1,7 @@
 """The dashboard's entry point: ``bitprism dashboard`` runs ``streamlit run`` on this file.
 
 It only reads the store (:mod:`bitprism.dashboard.queries`); each page is a script under
-``pages/``.
+``views/`` (not ``pages/``, which Streamlit would also list as pages of its own).
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="bitprism", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(PAGES / "jobs.py", title="Jobs", default=True),
-        st.Page(PAGES / "pareto.py", title="Pareto"),
-        st.Page(PAGES / "trial.py", title="Trial"),
-        st.Page(PAGES / "compare.py", title="Compare"),
+        st.Page(VIEWS / "jobs.py", title="Jobs", default=True),
+        st.Page(VIEWS / "pareto.py", title="Pareto"),
+        st.Page(VIEWS / "trial.py", title="Trial"),
+        st.Page(VIEWS / "compare.py", title="Compare"),
     ]
 )
 navigation.run()

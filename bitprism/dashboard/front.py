@@ -116,7 +116,10 @@ def pareto_figure(
         )
     figure.update_xaxes(title=ax.title, type="log" if ax.log else "linear")
     figure.update_yaxes(title=ay.title, type="log" if ay.log else "linear")
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    figure.update_layout(
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "x": 0, "y": 1.08},  # above the plot, off the axis title
+    )
     return figure
 
 

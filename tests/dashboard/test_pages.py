@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import bitprism.dashboard
 
-PAGES = Path(bitprism.dashboard.__file__).parent / "pages"
+PAGES = Path(bitprism.dashboard.__file__).parent / "views"
 
 
 def _run(page: str, store: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
