@@ -38,6 +38,7 @@ class JobRow:
     created_at: dt.datetime
     updated_at: dt.datetime
     error: str | None
+    driver: str | None = None  # host:pid:token of the driver holding the job, if any
 
     @property
     def finished(self) -> int:
@@ -79,6 +80,7 @@ class Queries:
                     Job.created_at,
                     Job.updated_at,
                     Job.error,
+                    Job.driver,
                 ).order_by(Job.created_at.desc())
             ).all()
             counts = db.execute(
@@ -114,6 +116,7 @@ class Queries:
                 created_at=job.created_at,
                 updated_at=job.updated_at,
                 error=job.error,
+                driver=job.driver,
             )
             for job in jobs
         ]

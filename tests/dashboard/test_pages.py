@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,42 @@ def test_pages_on_an_empty_store_and_a_failed_job(
     assert "No verified trial to plot yet" in broken.warning[0].value
     missing = _run("jobs", "sqlite:////nonexistent/bitprism.db", monkeypatch)
     assert "no bitprism store" in missing.error[0].value
+
+
+def test_the_jobs_form_starts_a_job_through_the_cli(
+    empty_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's job runs as `bitprism search SPEC.yaml` in the background and lands in the
+    store; a bad workload is reported from its log, a bad field before anything starts."""
+    from bitprism.search.schema import JobStatus
+    from bitprism.search.store import Store
+
+    monkeypatch.chdir(tmp_path)  # the form's default output_dir is relative to the dashboard
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))  # tests.fixtures
+    page = _run("jobs", empty_store, monkeypatch)
+    page.text_input[0].set_value("tests.fixtures:token_mlp")
+    page.text_input[1].set_value("from-form")
+    page.number_input[0].set_value(2)
+    page.number_input[3].set_value(0)  # blind: no guidance, quicker
+    page.button[0].click().run(timeout=60)
+    assert not page.error, [e.value for e in page.error]
+    assert "from-form" in page.success[0].value
+    spec = tmp_path / "bitprism-runs" / "submitted" / "from-form.yaml"
+    assert spec.is_file()
+    store = Store(empty_store, create=False)
+    deadline = time.monotonic() + 240
+    while (job := store.job("from-form")) is None or job.status is not JobStatus.DONE:
+        assert time.monotonic() < deadline, (
+            tmp_path / "bitprism-runs/submitted/from-form.log"
+        ).read_text()
+        time.sleep(2)
+    assert len([t for t in store.trials("from-form") if t.number is not None]) == 2
+
+    page.text_input[0].set_value("no.such.module:make")
+    page.text_input[1].set_value("broken-form")
+    page.button[0].click().run(timeout=60)
+    assert "stopped at once" in page.error[0].value and "no.such" in page.error[0].value
+    page.text_input[0].set_value("")
+    page.text_input[1].set_value("bad id!")
+    page.button[0].click().run(timeout=60)
+    assert "the job form is invalid" in page.error[0].value and "job_id" in page.error[0].value
