@@ -385,6 +385,9 @@ def export_cmd(
     workload: Annotated[
         str | None, typer.Option(help="pkg.mod:factory, for a job started from Python.")
     ] = None,
+    trial: Annotated[
+        int | None, typer.Option(help="Export this verified trial, whatever the limits.")
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Export the best verified point under the limits to ONNX (default: smallest, not slower)."""
@@ -396,7 +399,7 @@ def export_cmd(
     limits = result.constraints(
         max_drop_pct=max_drop_pct, max_drop_abs=max_drop_abs, min_speedup=min_speedup
     )
-    _export(result, output, limits, by, fp32_if_none)
+    _export(result, output, limits, by, fp32_if_none, trial)
 
 
 def _merge(base: Any, updates: dict[str, Any], **nested: dict[str, Any]) -> dict[str, Any]:
@@ -442,9 +445,18 @@ def _timed_at(result: Any) -> str:
     return f"{timing}, {result.spec.runtime_label()}"
 
 
-def _export(result: Any, output: Path, limits: Any, by: Objective, fp32_if_none: bool) -> None:
+def _export(
+    result: Any,
+    output: Path,
+    limits: Any,
+    by: Objective,
+    fp32_if_none: bool,
+    trial: int | None = None,
+) -> None:
     with _errors():
-        report = result.export(output, constraints=limits, by=by, fp32_if_none=fp32_if_none)
+        report = result.export(
+            output, constraints=limits, by=by, fp32_if_none=fp32_if_none, trial=trial
+        )
     digits = score_digits(report.reference.accuracy or 0.0)
     table = Table(title=f"exported {report.point.label} to {report.path}")
     for column in ("model", "accuracy", "file KiB", "latency ms", "speed-up (spread)"):

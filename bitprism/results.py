@@ -172,6 +172,18 @@ class SearchResult:
         """
         return self._ranked(constraints, by, fp32_if_none)[0]
 
+    def _verified_trial(self, number: int) -> ParetoPoint:
+        """The verified point of trial ``number``, or an ExportError saying why there is none."""
+        record = next((t for t in self.trials if t.number == number), None)
+        sha = None if record is None or record.artifact is None else record.artifact.sha256
+        found = [p for p in self._points() if sha is not None and p.onnx_sha256 == sha]
+        if record is None or not record.verified or not found:
+            raise ExportError(
+                f"job {self.job_id!r} has no verified trial {number} (a failed, pruned or "
+                "unverified trial has no file to export)"
+            )
+        return found[0]  # a reused candidate's trial shares the earlier trial's file
+
     def _ranked(
         self, constraints: Constraints | None, by: Objective, fp32_if_none: bool
     ) -> list[ParetoPoint]:
@@ -189,8 +201,10 @@ class SearchResult:
         constraints: Constraints | None = None,
         by: Objective = Objective.WEIGHT_BYTES,
         fp32_if_none: bool = False,
+        trial: int | None = None,
     ) -> ExportReport:
-        """Write the best feasible point's ONNX file to ``path`` after re-verifying it.
+        """Write the best feasible point's ONNX file to ``path`` after re-verifying it; with
+        ``trial``, that trial's file whatever the limits (it must be a verified trial).
 
         The file written is byte for byte the one that was timed. It is loaded in the job's backend,
         scored again and re-timed against the fp32 file in interleaved passes; if its score
@@ -206,7 +220,12 @@ class SearchResult:
         except PathError as exc:
             raise ExportError(str(exc)) from None
         limits = constraints or self.spec.constraints
-        points, reference = self._ranked(constraints, by, fp32_if_none), self._require_reference()
+        reference = self._require_reference()
+        points = (
+            self._ranked(constraints, by, fp32_if_none)
+            if trial is None
+            else [self._verified_trial(trial)]
+        )
         ref_data, workload = self.onnx_file(reference), self.workload()
         passed_over: list[str] = []
         for point in points[:EXPORT_ATTEMPTS]:
@@ -226,7 +245,7 @@ class SearchResult:
                 )
             minimum, timing = limits.min_speedup, chosen.timing
             slow = minimum is not None and not fast_enough(timing.metrics(), minimum)
-            if slow and not point.is_reference:
+            if slow and not point.is_reference and trial is None:
                 passed_over.append(
                     f"{point.label} re-timed at {timing.speedup:.2f}x fp32 (passes "
                     f"{timing.speedup_min:.2f}-{timing.speedup_max:.2f}), the search "

@@ -68,6 +68,13 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
     exported = runner.invoke(app, args)
     assert exported.exit_code == 0, exported.output
     assert again.is_file()
+    # One chosen trial, whatever the limits; a trial without a verified file is refused.
+    chosen = tmp_path / "trial2.onnx"
+    args = ["export", "cli", "--store", store_url, "-o", str(chosen), "--trial", "2"]
+    exported = runner.invoke(app, args)
+    assert exported.exit_code == 0 and "exported trial 2" in exported.output, exported.output
+    missing = runner.invoke(app, [*args[:-1], "99"])
+    assert missing.exit_code == 1 and "has no verified trial 99" in missing.output
     # No point can be 100x faster: said plainly, exit 1, nothing written; fp32 only on request.
     never = tmp_path / "never.onnx"
     refused = runner.invoke(

@@ -55,6 +55,10 @@ def test_trial_page_shows_a_trial_against_fp32(
     assert heat["type"] == "heatmap" and heat["y"] == ["up", "down"]  # model order, not by name
     page.selectbox[1].set_value(1).run()
     assert page.subheader[0].value.startswith("trial 1:")
+    page.button[0].click().run(timeout=120)  # Export: the CLI's verified export of trial 1
+    assert not page.error, [e.value for e in page.error]
+    assert page.success[0].value.startswith("verified again: ")
+    assert page.get("download_button")
 
 
 def test_compare_page_sets_trials_side_by_side(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from bitprism.dashboard.context import pick_job, queries
+from bitprism.dashboard.export import exported
 from bitprism.dashboard.trial_view import against_fp32, choices_heatmap
+from bitprism.results import ExportError
 
 st.title("Trial")
 store = queries()
@@ -17,7 +19,7 @@ searched = [p for p in points if p.number is not None]
 if not searched:
     st.warning("This job has no trial yet.")
     st.stop()
-numbers = [p.number for p in searched]
+numbers = [p.number for p in searched if p.number is not None]
 asked = st.query_params.get("trial")
 start = (
     numbers.index(int(asked))
@@ -35,3 +37,18 @@ choices = store.choices(job, number)
 st.plotly_chart(choices_heatmap(choices), key="layers")
 with st.expander("job spec"):
     st.json(store.job_spec(job))
+verified = point.state == "complete" and bool(point.verified)
+if verified and st.button("Export", help="re-score and re-time it against fp32, then download"):
+    with st.spinner("re-scoring and re-timing the file against fp32 ..."):
+        try:
+            report = exported(store.url, job, number)
+        except (ExportError, ValueError, KeyError) as exc:
+            st.error(f"not exported: {exc}")
+        else:
+            st.success(f"verified again: {report.summary()}")
+            st.download_button(
+                f"download {report.path.name}",
+                report.path.read_bytes(),
+                file_name=f"{job}-trial-{number}.onnx",
+                mime="application/octet-stream",
+            )
