@@ -335,7 +335,7 @@ def dashboard(
     ] = "127.0.0.1",
 ) -> None:
     """Serve the dashboard over a store (read-only) until interrupted."""
-    import subprocess
+    import os
     import sys
 
     import bitprism.dashboard
@@ -364,11 +364,8 @@ def dashboard(
         store,
     ]
     console.print(f"dashboard of {store} on http://{address}:{port} (Ctrl-C stops it)")
-    try:
-        code = subprocess.call(command)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code=code)
+    # Become the server (no child left behind when this process is stopped or killed).
+    os.execv(sys.executable, command)
 
 
 @app.command("export")

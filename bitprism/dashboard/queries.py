@@ -129,6 +129,13 @@ class Queries:
             raise KeyError(f"no job {job_id!r} in {self.url}")
         return dict(spec)
 
+    def sensitivity(self, job_id: str) -> dict[str, float]:
+        """Each layer's curvature per weight, as the job's guidance measured it (empty for a
+        blind job, or one from before guidance stored it)."""
+        with self.engine.connect() as db:
+            space = db.execute(select(Job.space).where(Job.id == job_id)).scalar_one_or_none()
+        return {k: float(v) for k, v in (space or {}).get("sensitivity", {}).items()}
+
     def points(self, job_id: str, names: Sequence[str] = PLOTTED) -> list[TrialPoint]:
         """Every trial of ``job_id`` (the reference first) with the metrics ``names``."""
         with self.engine.connect() as db:

@@ -60,6 +60,24 @@ def choices_heatmap(choices: Sequence[Mapping[str, Any]]) -> go.Figure:
     return figure
 
 
+def sensitivity_bars(layers: Sequence[str], per_weight: Mapping[str, float]) -> go.Figure:
+    """Each layer's curvature per weight (log scale), rows aligned with the heat map's."""
+    values = [max(per_weight.get(layer, 0.0), 1e-12) for layer in layers]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=list(layers),
+            orientation="h",
+            marker={"color": "#dd8452"},
+            hovertemplate="%{y}: %{x:.3g} per weight<extra></extra>",
+        )
+    )
+    figure.update_xaxes(type="log", title="sensitivity (curvature per weight)")
+    figure.update_yaxes(autorange="reversed", showticklabels=False)
+    figure.update_layout(height=120 + 24 * len(layers), margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure
+
+
 def against_fp32(point: TrialPoint, reference: TrialPoint) -> str:
     """E.g. ``4.10x smaller, 2.60x faster (passes 2.51-2.66), -0.40 accuracy (98.33 vs
     98.89)``."""

@@ -56,13 +56,19 @@ class Guidance:
     dropped: list[Dropped]
     seeds: list[Seed]
     predictor: Predictor
+    sensitivity: dict[str, float]  # curvature per weight of each layer (DamageTable.curvature)
 
     def notes(self) -> tuple[str, ...]:
         return seed_summary(self.seeds), dropped_summary(self.dropped)
 
     def space_record(self) -> dict[str, Any]:
-        """The narrowed space as the job stores it, with each dropped choice and why."""
-        return {**self.space.to_dict(), "dropped": [d.to_dict() for d in self.dropped]}
+        """The narrowed space as the job stores it, with each dropped choice and why, and each
+        layer's sensitivity (for the dashboard)."""
+        return {
+            **self.space.to_dict(),
+            "dropped": [d.to_dict() for d in self.dropped],
+            "sensitivity": self.sensitivity,
+        }
 
 
 def guide(
@@ -103,7 +109,7 @@ def guide(
         space, dropped = narrow_space(job.space, damage, costs)
         predictor = Predictor(space, damage, costs, job.groups)
         seeds = warm_start(predictor, spec.warm_start)
-    return Guidance(space, dropped, seeds, predictor)
+    return Guidance(space, dropped, seeds, predictor, dict(damage.curvature))
 
 
 def job_costs(

@@ -43,7 +43,7 @@ from bitprism.spaces.space import SearchSpace
 from bitprism.workloads.base import Inputs
 
 # Bump when how damage is predicted changes: cached tables of older versions are not reused.
-DAMAGE_VERSION = "1"
+DAMAGE_VERSION = "2"  # 2: tables carry each layer's curvature per weight
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,13 @@ class Structure:
 
 @dataclass(frozen=True)
 class DamageTable:
-    """Omega per offered form of every layer and per offered keep of every group leader."""
+    """Omega per offered form of every layer and per offered keep of every group leader, and
+    each layer's curvature per weight (its Fisher diagonal's mean: the Tr(H)/n of
+    ``bitprism sensitivity``, which the dashboard shows beside a trial's choices)."""
 
     forms: Mapping[str, Mapping[LayerChoice, float]]
     keeps: Mapping[str, Mapping[float, float]]
+    curvature: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for the store's cache."""
@@ -72,6 +75,7 @@ class DamageTable:
                 name: [[keep, value] for keep, value in values.items()]
                 for name, values in self.keeps.items()
             },
+            "curvature": dict(self.curvature),
         }
 
     @classmethod
@@ -85,6 +89,7 @@ class DamageTable:
                 name: {float(keep): float(value) for keep, value in values}
                 for name, values in data["keeps"].items()
             },
+            curvature={name: float(v) for name, v in data.get("curvature", {}).items()},
         )
 
 
@@ -145,7 +150,8 @@ def predicted_damage(
     for (name, choice), value in found.items():
         if choice.keep < 1.0:
             merged.setdefault(name, {1.0: 0.0})[choice.keep] = value
-    return DamageTable(forms, merged)
+    per_weight = {layer.name: float(fisher[layer.name].double().mean()) for layer in space.layers}
+    return DamageTable(forms, merged, per_weight)
 
 
 @contextmanager

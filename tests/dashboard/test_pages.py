@@ -53,6 +53,8 @@ def test_trial_page_shows_a_trial_against_fp32(
     assert "smaller" in page.markdown[0].value and "accuracy (" in page.markdown[0].value
     heat = json.loads(page.get("plotly_chart")[0].proto.spec)["data"][0]
     assert heat["type"] == "heatmap" and heat["y"] == ["up", "down"]  # model order, not by name
+    bars = json.loads(page.get("plotly_chart")[1].proto.spec)["data"][0]  # guidance measured
+    assert bars["type"] == "bar" and bars["y"] == ["up", "down"]
     page.selectbox[1].set_value(1).run()
     assert page.subheader[0].value.startswith("trial 1:")
     page.button[0].click().run(timeout=120)  # Export: the CLI's verified export of trial 1

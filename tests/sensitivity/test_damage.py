@@ -12,7 +12,7 @@ from bitprism.compression.apply import compress_model
 from bitprism.compression.fold import fold_batchnorm
 from bitprism.compression.structured import find_groups, prune_model, unit_order
 from bitprism.kernels.base import get_backend
-from bitprism.sensitivity.damage import Structure, offered_forms, predicted_damage
+from bitprism.sensitivity.damage import DamageTable, Structure, offered_forms, predicted_damage
 from bitprism.sensitivity.fisher import fisher_diagonal
 from bitprism.sensitivity.loss import distillation_loss
 from bitprism.spaces.candidate import Candidate, LayerChoice
@@ -36,6 +36,9 @@ def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # t
         model, space, fisher, batches, structure, on_step=lambda k, n: steps.append((k, n))
     )
     loss = distillation_loss(model, batches)
+    # Each layer's curvature per weight travels with the table (and through the store's cache).
+    assert table.curvature == {x.name: pytest.approx(float(fisher[x.name].mean())) for x in layers}
+    assert DamageTable.from_dict(table.to_dict()).curvature == pytest.approx(table.curvature)
 
     def measured(candidate: Candidate) -> float:
         changed = prune_model(model, groups, structure.order, candidate, digits.example_inputs)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from bitprism.dashboard.context import pick_job, queries
 from bitprism.dashboard.export import exported
-from bitprism.dashboard.trial_view import against_fp32, choices_heatmap
+from bitprism.dashboard.trial_view import against_fp32, choices_heatmap, sensitivity_bars
 from bitprism.results import ExportError
 
 st.title("Trial")
@@ -34,7 +34,19 @@ st.subheader(f"trial {number}: {status}")
 if reference is not None and point.state == "complete":
     st.markdown(f"**{against_fp32(point, reference)}**")
 choices = store.choices(job, number)
-st.plotly_chart(choices_heatmap(choices), key="layers")
+sensitivity = store.sensitivity(job)
+if sensitivity:
+    left, right = st.columns([3, 2])
+    left.plotly_chart(choices_heatmap(choices), key="layers")
+    layers = [c["layer"] for c in choices]
+    right.plotly_chart(sensitivity_bars(layers, sensitivity), key="sensitivity")
+    st.caption(
+        "right: each layer's sensitivity, the curvature per weight of the distillation loss "
+        "to fp32 (a Fisher diagonal's mean) that guided the search; compress the low ones first"
+    )
+else:
+    st.plotly_chart(choices_heatmap(choices), key="layers")
+    st.caption("no sensitivities: this job was searched blind (warm_start 0)")
 with st.expander("job spec"):
     st.json(store.job_spec(job))
 verified = point.state == "complete" and bool(point.verified)
