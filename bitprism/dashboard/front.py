@@ -21,6 +21,8 @@ class Axis:
     log: bool = False
 
 
+WARM_START_MARK = "predicted_layer_smaller"  # a metric only the warm start's seeds carry
+
 AXES = {
     "accuracy": Axis("accuracy", "accuracy (the workload's metric)", True),
     "speedup": Axis("speedup", "speed-up over fp32 (same passes)", True),
@@ -69,8 +71,9 @@ def within_drop(
 def pareto_figure(
     points: Sequence[TrialPoint], x: str, y: str, reference: TrialPoint | None
 ) -> go.Figure:
-    """All measured ``points`` in (x, y), the non-dominated ones joined by a line, and the
-    fp32 reference as a star. Hover names the trial and its numbers."""
+    """All measured ``points`` in (x, y) (the warm start's seeds in their own colour), the
+    non-dominated ones joined by a line, and the fp32 reference as a star. Hover names the
+    trial and its numbers."""
     ax, ay = AXES[x], AXES[y]
     shown = [p for p in points if p.number is not None]
     xs = [p.metrics[x] for p in shown]
@@ -78,18 +81,26 @@ def pareto_figure(
     on_front = front_2d(xs, ys, (ax.maximise, ay.maximise))
     line = sorted(on_front, key=lambda i: xs[i])
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="markers",
-            name="trials",
-            marker={"color": "#9aa5b1", "size": 7},
-            customdata=[p.number for p in shown],
-            text=[_hover(p) for p in shown],
-            hovertemplate="%{text}<extra></extra>",
+    seeded = [i for i, p in enumerate(shown) if WARM_START_MARK in p.metrics]
+    groups = [
+        ("trials", "#9aa5b1", [i for i in range(len(shown)) if i not in set(seeded)]),
+        ("warm-start seeds", "#2ca02c", seeded),
+    ]
+    for name, colour, members in groups:
+        if not members and name != "trials":
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[xs[i] for i in members],
+                y=[ys[i] for i in members],
+                mode="markers",
+                name=name,
+                marker={"color": colour, "size": 7},
+                customdata=[shown[i].number for i in members],
+                text=[_hover(shown[i]) for i in members],
+                hovertemplate="%{text}<extra></extra>",
+            )
         )
-    )
     figure.add_trace(
         go.Scatter(
             x=[xs[i] for i in line],

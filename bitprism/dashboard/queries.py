@@ -20,7 +20,15 @@ from sqlalchemy.engine import make_url
 from bitprism.paths import check_store_url
 from bitprism.search.schema import Job, LayerChoiceRow, Metric, Trial, TrialRole, TrialState
 
-PLOTTED = ("accuracy", "speedup", "weight_bytes", "speedup_min", "speedup_max", "latency_ms")
+PLOTTED = (
+    "accuracy",
+    "speedup",
+    "weight_bytes",
+    "speedup_min",
+    "speedup_max",
+    "latency_ms",
+    "predicted_layer_smaller",  # stored on warm-start seeds only: marks them
+)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,12 @@ def test_pareto_and_trial_pages_in_chromium(job_store: str, tmp_path: Path) -> N
         wait.until(lambda _: "Pareto front" in legend.text)
         assert "fp32" in legend.text
         traces = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
-        assert len(traces) == 3  # trials, the front, fp32
-        front_points = traces[1].find_elements(By.CSS_SELECTOR, ".points path")
+        names = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".legend .legendtext")]
+        assert names == ["trials", "warm-start seeds", "Pareto front", "fp32"]
+        assert len(traces) == len(names)
+        front_points = traces[names.index("Pareto front")].find_elements(
+            By.CSS_SELECTOR, ".points path"
+        )
         assert front_points, "the front has no point in the DOM"
         browser.save_screenshot(str(tmp_path / "pareto.png"))
         # Plotly's drag layer lies over the points and picks the one under the cursor.

@@ -44,16 +44,19 @@ def _point(number: int | None, accuracy: float, speedup: float, **extra: object)
 
 def test_filters_and_figure() -> None:
     fp32 = _point(None, 90.0, 1.0)
-    points = [fp32, _point(0, 89.5, 2.0), _point(1, 80.0, 4.0), _point(2, 89.0, 1.5)]
+    seed = _point(4, 85.0, 1.2)
+    seed.metrics["predicted_layer_smaller"] = 3.0  # only warm-start seeds carry it
+    points = [fp32, _point(0, 89.5, 2.0), _point(1, 80.0, 4.0), _point(2, 89.0, 1.5), seed]
     points.append(TrialPoint(3, "failed", False, {"accuracy": 95.0}))
     kept = measured(points, ("accuracy", "speedup"))
-    assert [p.number for p in kept] == [None, 0, 1, 2]
+    assert [p.number for p in kept] == [None, 0, 1, 2, 4]
     near = within_drop(kept, fp32, 1.0)  # 89.1 and up
     assert [p.number for p in near] == [None, 0]
     figure = pareto_figure(kept, "speedup", "accuracy", fp32)
     names = [trace.name for trace in figure.data]
-    assert names == ["trials", "Pareto front", "fp32"]
-    front = figure.data[1]
+    assert names == ["trials", "warm-start seeds", "Pareto front", "fp32"]
+    assert list(figure.data[1].customdata) == [4]
+    front = figure.data[2]
     assert list(front.customdata) == [0, 1]  # trial 2 is beaten by trial 0; ordered by speed-up
     assert "2.00x fp32 speed" in front.text[0]
 

@@ -37,7 +37,8 @@ def test_pareto_page_draws_the_front(job_store: str, monkeypatch: pytest.MonkeyP
     page = _run("pareto", job_store, monkeypatch, job="job")
     page.slider[0].set_value(20.0).run()  # the widest drop the slider offers: every point
     spec = json.loads(page.get("plotly_chart")[0].proto.spec)
-    assert [trace["name"] for trace in spec["data"]] == ["trials", "Pareto front", "fp32"]
+    names = [trace["name"] for trace in spec["data"]]
+    assert names == ["trials", "warm-start seeds", "Pareto front", "fp32"]  # a guided job
     assert "on the front of speedup and accuracy" in page.caption[0].value
     assert page.subheader[0].value == "hypervolume over measured trials"
     # another pair of objectives (the select boxes: job, x, y)
