@@ -79,12 +79,12 @@ def sensitivity_bars(layers: Sequence[str], per_weight: Mapping[str, float]) -> 
 
 
 def against_fp32(point: TrialPoint, reference: TrialPoint) -> str:
-    """E.g. ``4.10x smaller, 2.60x faster (passes 2.51-2.66), -0.40 accuracy (98.33 vs
+    """E.g. ``4.10x smaller weights, 2.60x faster (passes 2.51-2.66x), -0.40 accuracy (98.33 vs
     98.89)``."""
     m, r = point.metrics, reference.metrics
     parts = []
     if m.get("weight_bytes") and "weight_bytes" in r:
-        parts.append(f"{r['weight_bytes'] / m['weight_bytes']:.2f}x smaller")
+        parts.append(f"{r['weight_bytes'] / m['weight_bytes']:.2f}x smaller weights")
     if "speedup" in m:
         speed = m["speedup"]
         word = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"

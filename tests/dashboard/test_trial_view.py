@@ -21,7 +21,7 @@ def test_numbers_against_fp32_in_words() -> None:
         },
     )
     assert against_fp32(fast, fp32) == (
-        "4.10x smaller, 2.60x faster (passes 2.51-2.66x), -0.40 accuracy (98.49 vs 98.89)"
+        "4.10x smaller weights, 2.60x faster (passes 2.51-2.66x), -0.40 accuracy (98.49 vs 98.89)"
     )
     slow = TrialPoint(4, "complete", True, {"speedup": 0.5})
     assert against_fp32(slow, fp32) == "2.00x slower"
