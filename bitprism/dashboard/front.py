@@ -15,7 +15,8 @@ from bitprism.dashboard.queries import TrialPoint
 
 @dataclass(frozen=True)
 class Axis:
-    metric: str
+    """How one metric is plotted (keyed by the metric's name in :data:`AXES`)."""
+
     title: str
     maximise: bool
     log: bool = False
@@ -24,10 +25,10 @@ class Axis:
 WARM_START_MARK = "predicted_layer_smaller"  # a metric only the warm start's seeds carry
 
 AXES = {
-    "accuracy": Axis("accuracy", "accuracy (the workload's metric)", True),
-    "speedup": Axis("speedup", "speed-up over fp32 (same passes)", True),
-    "weight_bytes": Axis("weight_bytes", "weight bytes", False, log=True),
-    "latency_ms": Axis("latency_ms", "latency ms", False),
+    "accuracy": Axis("accuracy (the workload's metric)", True),
+    "speedup": Axis("speed-up over fp32 (same passes)", True),
+    "weight_bytes": Axis("weight bytes", False, log=True),
+    "latency_ms": Axis("latency ms", False),
 }
 
 

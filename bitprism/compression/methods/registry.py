@@ -53,13 +53,12 @@ class LayerStats:
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its function, the statistics it needs and a one-line summary."""
+    """A registered method: its function and the statistics it needs."""
 
     kind: MethodKind
     name: str
     apply: Callable[..., Any]
     needs: frozenset[Stat]
-    summary: str
 
 
 _METHODS: dict[tuple[MethodKind, str], Method] = {}
@@ -70,9 +69,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def register(
     kind: MethodKind, name: str, *, needs: frozenset[Stat] = frozenset()
 ) -> Callable[[F], F]:
-    """Register the decorated function as method ``name`` of ``kind``; its docstring's first
-    line is the summary users see. Signatures, by kind (``stats``: the layer's
-    :class:`LayerStats`):
+    """Register the decorated function as method ``name`` of ``kind``. Signatures, by kind
+    (``stats``: the layer's :class:`LayerStats`):
 
     - factoriser ``(weight (out, in), rank, stats) -> (first (rank, in), second (out, rank))``
     - pruner ``(weight, sparsity, stats) -> weight`` with exactly round(sparsity x numel) zeros
@@ -83,8 +81,7 @@ def register(
         key = (kind, name)
         if key in _METHODS:
             raise ValueError(f"{kind.value} {name!r} is registered twice")
-        summary = (function.__doc__ or name).strip().splitlines()[0]
-        _METHODS[key] = Method(kind, name, function, needs, summary)
+        _METHODS[key] = Method(kind, name, function, needs)
         return function
 
     return add
