@@ -51,3 +51,8 @@ def pick_job(store: Queries) -> str:
     job = st.selectbox("job", jobs, index=jobs.index(wanted) if wanted in jobs else 0)
     st.query_params["job"] = job
     return str(job)
+
+
+def is_running(store: Queries, job: str) -> bool:
+    """Whether a driver holds ``job`` now: its pages then redraw themselves."""
+    return any(r.id == job and r.driver for r in store.jobs())

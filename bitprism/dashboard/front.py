@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 from optuna._hypervolume import compute_hypervolume
+from optuna.study._multi_objective import _is_pareto_front
 
 from bitprism.dashboard.queries import TrialPoint
 
@@ -22,7 +23,32 @@ class Axis:
     log: bool = False
 
 
-WARM_START_MARK = "predicted_layer_smaller"  # a metric only the warm start's seeds carry
+@dataclass(frozen=True)
+class Group:
+    """A legend entry: the points whose colouring attribute has one value."""
+
+    name: str
+    colour: str
+
+
+# What the Pareto page can colour points by: a TrialPoint attribute, and a group per value.
+COLOUR_BY = {
+    "who proposed it": (
+        "origin",
+        {
+            "uniform": Group("uniform seeds", "#ff7f0e"),
+            "warm_start": Group("warm-start seeds", "#2ca02c"),
+            "sampler": Group("sampler", "#9aa5b1"),
+        },
+    ),
+    "trial state": (
+        "state",
+        {
+            "complete": Group("verified", "#9aa5b1"),
+            "failed": Group("failed (numbers kept)", "#8c564b"),
+        },
+    ),
+}
 
 AXES = {
     "accuracy": Axis("accuracy (the workload's metric)", True),
@@ -51,13 +77,23 @@ def front_2d(xs: Sequence[float], ys: Sequence[float], maximise: tuple[bool, boo
     return front
 
 
-def measured(points: Sequence[TrialPoint], metrics: Sequence[str]) -> list[TrialPoint]:
-    """The verified, complete points that have every one of ``metrics``."""
+def measured(
+    points: Sequence[TrialPoint], metrics: Sequence[str], failed: bool = False
+) -> list[TrialPoint]:
+    """The verified, complete points that have every one of ``metrics`` (with ``failed``,
+    also the failed trials that kept them: a file that did not verify has no timing, so
+    those show on accuracy and size only)."""
     return [
         p
         for p in points
-        if p.state == "complete" and p.verified and all(m in p.metrics for m in metrics)
+        if all(m in p.metrics for m in metrics)
+        and ((p.state == "complete" and p.verified) or (failed and p.state == "failed"))
     ]
+
+
+def searchable(point: TrialPoint) -> bool:
+    """Whether a point may stand on a front: a search trial, complete and verified."""
+    return point.number is not None and point.state == "complete" and bool(point.verified)
 
 
 def within_drop(
@@ -70,62 +106,28 @@ def within_drop(
 
 
 def pareto_figure(
-    points: Sequence[TrialPoint], x: str, y: str, reference: TrialPoint | None
+    points: Sequence[TrialPoint],
+    x: str,
+    y: str,
+    reference: TrialPoint | None,
+    colour_by: str = "who proposed it",
 ) -> go.Figure:
-    """All measured ``points`` in (x, y) (the warm start's seeds in their own colour), the
-    non-dominated ones joined by a line, and the fp32 reference as a star. Hover names the
-    trial and its numbers."""
+    """All ``points`` in (x, y), coloured by :data:`COLOUR_BY` ``[colour_by]``, the
+    non-dominated verified ones joined by a line, and the fp32 reference as a star. Hover
+    names the trial, who proposed it and its numbers; a point's customdata is its number."""
     ax, ay = AXES[x], AXES[y]
     shown = [p for p in points if p.number is not None]
-    xs = [p.metrics[x] for p in shown]
-    ys = [p.metrics[y] for p in shown]
-    on_front = front_2d(xs, ys, (ax.maximise, ay.maximise))
-    line = sorted(on_front, key=lambda i: xs[i])
+    candidates = [p for p in shown if searchable(p)]
+    xs = [p.metrics[x] for p in candidates]
+    ys = [p.metrics[y] for p in candidates]
+    line = sorted(front_2d(xs, ys, (ax.maximise, ay.maximise)), key=lambda i: xs[i])
     figure = go.Figure()
-    seeded = [i for i, p in enumerate(shown) if WARM_START_MARK in p.metrics]
-    groups = [
-        ("trials", "#9aa5b1", [i for i in range(len(shown)) if i not in set(seeded)]),
-        ("warm-start seeds", "#2ca02c", seeded),
-    ]
-    for name, colour, members in groups:
-        if not members and name != "trials":
-            continue
-        figure.add_trace(
-            go.Scatter(
-                x=[xs[i] for i in members],
-                y=[ys[i] for i in members],
-                mode="markers",
-                name=name,
-                marker={"color": colour, "size": 7},
-                customdata=[shown[i].number for i in members],
-                text=[_hover(shown[i]) for i in members],
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
-    figure.add_trace(
-        go.Scatter(
-            x=[xs[i] for i in line],
-            y=[ys[i] for i in line],
-            mode="lines+markers",
-            name="Pareto front",
-            marker={"color": "#d62728", "size": 9},
-            customdata=[shown[i].number for i in line],
-            text=[_hover(shown[i]) for i in line],
-            hovertemplate="%{text}<extra></extra>",
-        )
-    )
+    for group, members in _groups(shown, colour_by):
+        figure.add_trace(_scatter(members, (x, y), group.name, group.colour, 7, "markers"))
+    front = [candidates[i] for i in line]
+    figure.add_trace(_scatter(front, (x, y), "Pareto front", "#d62728", 9, "lines+markers"))
     if reference is not None and x in reference.metrics and y in reference.metrics:
-        figure.add_trace(
-            go.Scatter(
-                x=[reference.metrics[x]],
-                y=[reference.metrics[y]],
-                mode="markers",
-                name="fp32",
-                marker={"symbol": "star", "size": 16, "color": "#1f77b4"},
-                text=[_hover(reference)],
-                hovertemplate="%{text}<extra></extra>",
-            )
-        )
+        figure.add_trace(_reference_star(reference, (x, y)))
     figure.update_xaxes(title=ax.title, type="log" if ax.log else "linear")
     figure.update_yaxes(title=ay.title, type="log" if ay.log else "linear")
     figure.update_layout(
@@ -135,9 +137,102 @@ def pareto_figure(
     return figure
 
 
+AXES_3D = ("speedup", "weight_bytes", "accuracy")
+
+
+def front_nd(values: Sequence[Sequence[float]], maximise: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point beats on every objective (any number of them;
+    equal points all kept). Optuna's own non-dominated filter, which its best_trials use."""
+    if not values:
+        return []
+    signs = np.array([-1.0 if m else 1.0 for m in maximise])
+    on_front = _is_pareto_front(np.asarray(values, dtype=float) * signs, False)
+    return [int(i) for i in np.flatnonzero(on_front)]
+
+
+def pareto_figure_3d(
+    points: Sequence[TrialPoint], reference: TrialPoint | None, colour_by: str = "who proposed it"
+) -> go.Figure:
+    """The three objectives at once (speed-up, weight bytes on a log axis, accuracy): every
+    point coloured as in :func:`pareto_figure`, the three-objective front in red."""
+    shown = [p for p in points if p.number is not None]
+    candidates = [p for p in shown if searchable(p)]
+    values = [[p.metrics[a] for a in AXES_3D] for p in candidates]
+    front = [candidates[i] for i in front_nd(values, [AXES[a].maximise for a in AXES_3D])]
+    figure = go.Figure()
+    for group, members in _groups(shown, colour_by):
+        figure.add_trace(_scatter(members, AXES_3D, group.name, group.colour, 4, "markers"))
+    figure.add_trace(_scatter(front, AXES_3D, "Pareto front", "#d62728", 6, "markers"))
+    if reference is not None and all(a in reference.metrics for a in AXES_3D):
+        figure.add_trace(_reference_star(reference, AXES_3D))
+    figure.update_layout(
+        scene={
+            "xaxis": {"title": {"text": AXES[AXES_3D[0]].title}},
+            "yaxis": {"title": {"text": AXES[AXES_3D[1]].title}, "type": "log"},
+            "zaxis": {"title": {"text": AXES[AXES_3D[2]].title}},
+        },
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        legend={"orientation": "h", "x": 0, "y": 1.05},
+        height=600,
+    )
+    return figure
+
+
+def _groups(points: Sequence[TrialPoint], colour_by: str) -> list[tuple[Group, list[TrialPoint]]]:
+    """``points`` split by the attribute ``colour_by`` names, in :data:`COLOUR_BY` order; a
+    group with no point is left out of the legend."""
+    attribute, groups = COLOUR_BY[colour_by]
+    return [
+        (group, members)
+        for value, group in groups.items()
+        if (members := [p for p in points if getattr(p, attribute) == value])
+    ]
+
+
+def _scatter(
+    points: Sequence[TrialPoint],
+    axes: Sequence[str],
+    name: str,
+    colour: str,
+    size: int,
+    mode: str,
+) -> go.Scatter | go.Scatter3d:
+    """One trace of ``points`` on two or three ``axes`` (Scatter or Scatter3d)."""
+    coordinates = dict(zip("xyz", ([p.metrics[a] for p in points] for a in axes), strict=False))
+    trace = go.Scatter3d if len(axes) == 3 else go.Scatter
+    return trace(
+        **coordinates,
+        mode=mode,
+        name=name,
+        marker={"color": colour, "size": size},
+        customdata=[p.number for p in points],
+        text=[_hover(p) for p in points],
+        hovertemplate="%{text}<extra></extra>",
+    )
+
+
+def _reference_star(reference: TrialPoint, axes: Sequence[str]) -> go.Scatter | go.Scatter3d:
+    """fp32, as a star in 2-D (Scatter3d has no star symbol: a diamond there)."""
+    trace = _scatter([reference], axes, "fp32", "#1f77b4", 16, "markers")
+    trace.marker.symbol = "diamond" if len(axes) == 3 else "star"
+    if len(axes) == 3:
+        trace.marker.size = 8
+    return trace
+
+
+ORIGIN_WORDS = {
+    "reference": "the reference",
+    "uniform": "uniform seed",
+    "warm_start": "warm-start seed",
+    "sampler": "sampler",
+}
+
+
 def _hover(point: TrialPoint) -> str:
     m = point.metrics
-    parts = [point.label]
+    parts = [point.label + ("" if point.number is None else f" ({ORIGIN_WORDS[point.origin]})")]
+    if point.state == "failed":
+        parts.append("failed: not on any front")
     if "accuracy" in m:
         parts.append(f"accuracy {m['accuracy']:.4g}")
     if "speedup" in m:

@@ -27,7 +27,6 @@ PLOTTED = (
     "speedup_min",
     "speedup_max",
     "latency_ms",
-    "predicted_layer_smaller",  # stored on warm-start seeds only: marks them
 )
 
 
@@ -61,6 +60,7 @@ class TrialPoint:
     state: str
     verified: bool | None
     metrics: dict[str, float] = field(default_factory=dict)
+    origin: str = "sampler"  # a TrialOrigin value: who proposed the candidate
 
     @property
     def label(self) -> str:
@@ -148,7 +148,7 @@ class Queries:
         """Every trial of ``job_id`` (the reference first) with the metrics ``names``."""
         with self.engine.connect() as db:
             trials = db.execute(
-                select(Trial.id, Trial.number, Trial.state, Trial.verified)
+                select(Trial.id, Trial.number, Trial.state, Trial.verified, Trial.origin)
                 .where(Trial.job_id == job_id)
                 .order_by(case((Trial.number.is_(None), -1), else_=Trial.number))
             ).all()
@@ -161,8 +161,8 @@ class Queries:
         for trial_id, name, value in values:
             metrics.setdefault(trial_id, {})[name] = float(value)
         return [
-            TrialPoint(number, _value(state), verified, metrics.get(row_id, {}))
-            for row_id, number, state, verified in trials
+            TrialPoint(number, _value(state), verified, metrics.get(row_id, {}), _value(origin))
+            for row_id, number, state, verified, origin in trials
         ]
 
     def choices(self, job_id: str, number: int | None) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from bitprism.evaluators.worker import TrialOutcome, evaluate_candidate, time_fi
 from bitprism.search.parallel import Done, RayPool
 from bitprism.search.pareto import pareto_front
 from bitprism.search.progress import SearchProgress
-from bitprism.search.schema import TrialRole, TrialState
+from bitprism.search.schema import TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, TrialRecord
 from bitprism.search.warmstart import Prediction, Predictor, Seed
 from bitprism.spaces.candidate import Candidate
@@ -76,6 +76,8 @@ class SearchLoop:
         self.guided = [seed.candidate for seed in guided]
         self.predictor = predictor
         self.enqueued: set[str] = set()  # seeds are measured whatever the predictor says
+        self.uniform: set[str] = set()  # digests of the uniform seeds (set by _seed)
+        self.queued: set[int] = set()  # trial numbers of the enqueued seeds (set by _seed)
         self.measured: list[tuple[int, Prediction]] = []  # (trial number, its prediction)
         self.pruned = 0
         # What the warm start predicted for its seeds, stored with their measurements.
@@ -147,15 +149,29 @@ class SearchLoop:
     def _seed(self) -> None:
         """A new job measures the forms a user would try by hand first (int8, int4 ...), then
         the warm start's candidates."""
-        if self.study.get_trials(deepcopy=False):
-            return
-        seeds = self.space.uniform_seeds()
+        uniform = self.space.uniform_seeds()
         if self.spec.precision is not Precision.FP32:  # the lower precision alone comes first
-            seeds.insert(0, self.space.baseline())
-        seeds += [seed for seed in self.guided if seed not in seeds]
-        for seed in seeds[: self.spec.trials]:
-            self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
-            self.enqueued.add(seed.digest())
+            uniform.insert(0, self.space.baseline())
+        self.uniform = {seed.digest() for seed in uniform}
+        if not self.study.get_trials(deepcopy=False):
+            seeds = uniform + [seed for seed in self.guided if seed not in uniform]
+            for seed in seeds[: self.spec.trials]:
+                self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
+                self.enqueued.add(seed.digest())
+        # Optuna numbers a trial when it is enqueued and asks the queue first: these numbers
+        # are the seeds' (a resumed job's remaining ones included).
+        self.queued = {
+            t.number for t in self.study.get_trials(deepcopy=False, states=(OptunaState.WAITING,))
+        }
+
+    def _origin(self, trial: optuna.trial.Trial, candidate: Candidate) -> TrialOrigin:
+        """Who proposed ``trial``: a uniform seed, the warm start (the other seeds) or the
+        sampler."""
+        if trial.number not in self.queued:
+            return TrialOrigin.SAMPLER
+        if candidate.digest() in self.uniform:
+            return TrialOrigin.UNIFORM
+        return TrialOrigin.WARM_START
 
     def _round_size(self) -> int:
         return self.pool.busy + len(self.untimed)
@@ -191,17 +207,20 @@ class SearchLoop:
         that spent (0 when the proposal was pruned unmeasured)."""
         trial = self.study.ask(self.space.distributions())
         candidate = self.space.candidate(trial.params)
+        origin = self._origin(trial, candidate)
         previous = self.done.get(candidate.digest())
         if previous is None or previous.artifact is None:
             if self._prune(trial, candidate, bar):
                 return 0
-            row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
+            row = self.store.start_trial(
+                self.job_id, trial.number, TrialRole.SEARCH, candidate, origin
+            )
             self.pending[row] = _Pending(trial, row, candidate)
             self.pool.submit(evaluate_candidate, row, self.ctx_ref, candidate)
             return 1
         # The sampler proposed a candidate already measured in this job: reuse, don't re-time.
         source = "the fp32 reference" if previous.number is None else f"trial {previous.number}"
-        row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate)
+        row = self.store.start_trial(self.job_id, trial.number, TrialRole.SEARCH, candidate, origin)
         self._complete(
             _Pending(trial, row, candidate),
             previous.metrics,

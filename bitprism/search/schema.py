@@ -47,6 +47,15 @@ class TrialRole(StrEnum):
     REFERENCE = "reference"
 
 
+class TrialOrigin(StrEnum):
+    """Who proposed a trial's candidate: the dashboard colours the Pareto page by it."""
+
+    REFERENCE = "reference"  # the fp32 (or bf16) model itself
+    UNIFORM = "uniform"  # a uniform seed: one form everywhere, as a user would try by hand
+    WARM_START = "warm_start"  # the sensitivity x cost program's seed
+    SAMPLER = "sampler"  # Optuna's sampler
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -92,6 +101,9 @@ class Trial(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("bp_jobs.id", ondelete="CASCADE"), index=True)
     number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     role: Mapped[TrialRole] = mapped_column(_enum(TrialRole))
+    origin: Mapped[TrialOrigin] = mapped_column(
+        _enum(TrialOrigin), default=TrialOrigin.SAMPLER, server_default=TrialOrigin.SAMPLER.value
+    )
     state: Mapped[TrialState] = mapped_column(_enum(TrialState))
     candidate_hash: Mapped[str] = mapped_column(String(32), index=True)
     verified: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

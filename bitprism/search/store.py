@@ -41,6 +41,7 @@ from bitprism.search.schema import (
     LayerChoiceRow,
     Metric,
     Trial,
+    TrialOrigin,
     TrialRole,
     TrialState,
 )
@@ -66,6 +67,7 @@ class TrialRecord:
     verified: bool | None = None
     error: str | None = None
     artifact: ArtifactRecord | None = None
+    origin: TrialOrigin = TrialOrigin.SAMPLER
 
 
 @dataclass(frozen=True)
@@ -230,15 +232,24 @@ class Store:
             )
 
     def start_trial(
-        self, job_id: str, number: int | None, role: TrialRole, candidate: Candidate
+        self,
+        job_id: str,
+        number: int | None,
+        role: TrialRole,
+        candidate: Candidate,
+        origin: TrialOrigin | None = None,
     ) -> int:
-        """Insert a running trial with its per-layer choices; returns its row id."""
+        """Insert a running trial with its per-layer choices; returns its row id. ``origin``
+        defaults to the reference's for the reference, else the sampler's."""
+        if origin is None:
+            origin = TrialOrigin.REFERENCE if role is TrialRole.REFERENCE else TrialOrigin.SAMPLER
         with self._session() as s:
             _get_job(s, job_id)
             trial = Trial(
                 job_id=job_id,
                 number=number,
                 role=role,
+                origin=origin,
                 state=TrialState.RUNNING,
                 candidate_hash=candidate.digest(),
             )
@@ -425,6 +436,7 @@ def _trial_record(trial: Trial) -> TrialRecord:
         number=trial.number,
         role=trial.role,
         state=trial.state,
+        origin=trial.origin,
         candidate=Candidate.from_dict(
             {
                 c.layer: {

@@ -40,7 +40,7 @@ def test_pareto_and_trial_pages_in_chromium(job_store: str, tmp_path: Path) -> N
         assert "fp32" in legend.text
         traces = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
         names = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".legend .legendtext")]
-        assert names == ["trials", "warm-start seeds", "Pareto front", "fp32"]
+        assert names == ["uniform seeds", "Pareto front", "fp32"]
         assert len(traces) == len(names)
         front_points = traces[names.index("Pareto front")].find_elements(
             By.CSS_SELECTOR, ".points path"

@@ -8,9 +8,11 @@ import pytest
 
 from bitprism.dashboard.front import (
     front_2d,
+    front_nd,
     hypervolume_curve,
     measured,
     pareto_figure,
+    pareto_figure_3d,
     within_drop,
 )
 from bitprism.dashboard.queries import TrialPoint
@@ -39,26 +41,58 @@ def test_front_matches_the_pairwise_scan(maximise: tuple[bool, bool]) -> None:
 
 def _point(number: int | None, accuracy: float, speedup: float, **extra: object) -> TrialPoint:
     metrics = {"accuracy": accuracy, "speedup": speedup, "weight_bytes": 1000.0}
-    return TrialPoint(number, str(extra.get("state", "complete")), True, metrics)
+    state = str(extra.get("state", "complete"))
+    return TrialPoint(number, state, True, metrics, str(extra.get("origin", "sampler")))
 
 
 def test_filters_and_figure() -> None:
-    fp32 = _point(None, 90.0, 1.0)
-    seed = _point(4, 85.0, 1.2)
-    seed.metrics["predicted_layer_smaller"] = 3.0  # only warm-start seeds carry it
-    points = [fp32, _point(0, 89.5, 2.0), _point(1, 80.0, 4.0), _point(2, 89.0, 1.5), seed]
-    points.append(TrialPoint(3, "failed", False, {"accuracy": 95.0}))
+    fp32 = _point(None, 90.0, 1.0, origin="reference")
+    points = [fp32, _point(0, 89.5, 2.0, origin="uniform"), _point(1, 80.0, 4.0)]
+    points += [_point(2, 89.0, 1.5), _point(4, 85.0, 1.2, origin="warm_start")]
+    points.append(TrialPoint(3, "failed", False, {"accuracy": 95.0, "weight_bytes": 9.0}))
     kept = measured(points, ("accuracy", "speedup"))
     assert [p.number for p in kept] == [None, 0, 1, 2, 4]
     near = within_drop(kept, fp32, 1.0)  # 89.1 and up
     assert [p.number for p in near] == [None, 0]
     figure = pareto_figure(kept, "speedup", "accuracy", fp32)
     names = [trace.name for trace in figure.data]
-    assert names == ["trials", "warm-start seeds", "Pareto front", "fp32"]
-    assert list(figure.data[1].customdata) == [4]
-    front = figure.data[2]
+    assert names == ["uniform seeds", "warm-start seeds", "sampler", "Pareto front", "fp32"]
+    assert [list(t.customdata) for t in figure.data[:3]] == [[0], [4], [1, 2]]
+    front = figure.data[3]
     assert list(front.customdata) == [0, 1]  # trial 2 is beaten by trial 0; ordered by speed-up
-    assert "2.00x fp32 speed" in front.text[0]
+    assert "2.00x fp32 speed" in front.text[0] and "(uniform seed)" in front.text[0]
+    # By state, a failed trial that kept its accuracy and size shows, but on no front.
+    sized = measured(points, ("accuracy", "weight_bytes"), failed=True)
+    assert [p.number for p in sized] == [None, 0, 1, 2, 4, 3]
+    figure = pareto_figure(sized, "weight_bytes", "accuracy", fp32, "trial state")
+    assert [t.name for t in figure.data] == [
+        "verified",
+        "failed (numbers kept)",
+        "Pareto front",
+        "fp32",
+    ]
+    assert list(figure.data[1].customdata) == [3]
+    assert 3 not in list(figure.data[2].customdata)  # 95.0 at 9 bytes would beat them all
+
+
+@pytest.mark.parametrize("maximise", [(True, True, False), (False, True, True)])
+def test_three_objective_front_matches_the_pairwise_scan(maximise: tuple[bool, ...]) -> None:
+    rng = random.Random(1)
+    values = [[rng.randint(0, 6) for _ in range(3)] for _ in range(300)]  # ties on purpose
+    signs = [1 if m else -1 for m in maximise]
+
+    def beats(a: list[int], b: list[int]) -> bool:
+        better = [s * x for s, x in zip(signs, a, strict=True)]
+        worse = [s * x for s, x in zip(signs, b, strict=True)]
+        return all(p >= q for p, q in zip(better, worse, strict=True)) and better != worse
+
+    expected = [i for i, v in enumerate(values) if not any(beats(w, v) for w in values)]
+    assert front_nd(values, maximise) == expected
+    assert front_nd([], maximise) == []
+    fp32 = _point(None, 90.0, 1.0, origin="reference")
+    figure = pareto_figure_3d([fp32, _point(0, 89.0, 2.0), _point(1, 88.0, 1.5)], fp32)
+    assert [t.name for t in figure.data] == ["sampler", "Pareto front", "fp32"]
+    assert list(figure.data[1].customdata) == [0]
 
 
 def test_hypervolume_curve_grows_with_better_points_only() -> None:

@@ -25,7 +25,7 @@ def test_jobs_points_and_choices_match_the_store(job_store: str) -> None:
     points = queries.points("job")
     assert [p.number for p in points] == [r.number for r in records]  # reference first
     for point, record in zip(points, records, strict=True):
-        assert point.state == record.state.value
+        assert point.state == record.state.value and point.origin == record.origin.value
         for name, value in point.metrics.items():
             assert record.metrics[name] == pytest.approx(value)
     best = max(r.metrics["accuracy"] for r in records if r.number is not None and r.verified)

@@ -16,7 +16,7 @@ from bitprism.search import lease
 from bitprism.search.driver import run_job
 from bitprism.search.lease import JobBusyError
 from bitprism.search.loop import ReferenceFailed
-from bitprism.search.schema import JobStatus, TrialRole, TrialState
+from bitprism.search.schema import JobStatus, TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
 from tests.fixtures import job_spec
@@ -349,6 +349,12 @@ def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(
     records = [t for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
     seeded = records[len(uniform) : len(uniform) + len(guided)]
     assert all(t.metrics["predicted_layer_smaller"] > 1.0 for t in seeded)
+    # Each trial says who proposed it (the dashboard colours by it).
+    reference = [t for t in Store(store_url).trials("job") if t.role is TrialRole.REFERENCE]
+    assert [t.origin for t in reference] == [TrialOrigin.REFERENCE]
+    assert {t.origin for t in records[: len(uniform)]} == {TrialOrigin.UNIFORM}
+    assert {t.origin for t in seeded} == {TrialOrigin.WARM_START}
+    assert {t.origin for t in records[len(uniform) + len(guided) :]} <= {TrialOrigin.SAMPLER}
     assert not any("predicted_damage" in t.metrics for t in records[: len(uniform)])
     # The job stored the narrowed space, with what was dropped and why.
     stored = Store(store_url).job("job")

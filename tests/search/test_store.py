@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bitprism.search.schema import JobStatus, TrialRole, TrialState
+from bitprism.search.schema import JobStatus, TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
 
@@ -100,3 +100,32 @@ def test_opening_for_reading_never_creates_a_store(tmp_path: Path) -> None:
         Store("sqlite://")
     with pytest.raises(StoreError, match="inside /proc"):
         Store("sqlite:////proc/nope/x.db")
+
+
+def test_migration_0006_classifies_older_trials_by_origin(tmp_path: Path) -> None:
+    """A store from before trials recorded their origin (schema 0005) upgrades with the
+    reference, the warm-start seeds (the only trials with a program prediction) and the rest
+    told apart."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from bitprism.search import store as store_module
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    store.create_job("j1", "w", {}, "study-j1")
+    for number, metrics in ((None, {}), (0, {"predicted_layer_smaller": 2.0}), (1, {})):
+        role = TrialRole.REFERENCE if number is None else TrialRole.SEARCH
+        row = store.start_trial("j1", number, role, Candidate.from_dict({}))
+        store.complete_trial(row, {"accuracy": 1.0, **metrics}, True, None)
+    config = Config()
+    migrations = Path(store_module.__file__).parent / "migrations"
+    config.set_main_option("script_location", str(migrations))
+    with create_engine(url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+        columns = [row[1] for row in connection.exec_driver_sql("pragma table_info(bp_trials)")]
+    assert "origin" not in columns
+    origins = [t.origin for t in Store(url).trials("j1")]  # opening a store migrates it
+    assert origins == [TrialOrigin.REFERENCE, TrialOrigin.WARM_START, TrialOrigin.SAMPLER]
