@@ -45,8 +45,16 @@ def served(store: str, port: int) -> Iterator[str]:
     """``bitprism dashboard`` on ``store`` at 127.0.0.1:``port`` until the block ends; yields
     its base URL once it answers its health check."""
     command = [sys.executable, "-m", "bitprism.cli", "dashboard", "--store", store]
+    with serving([*command, "--port", str(port)], port, "/_stcore/health") as base:
+        yield base
+
+
+@contextmanager
+def serving(command: list[str], port: int, health: str) -> Iterator[str]:
+    """A server ``command`` listening on 127.0.0.1:``port`` until the block ends; yields its
+    base URL once ``health`` answers 200 (at most 60 s, else RuntimeError)."""
     process = subprocess.Popen(
-        [*command, "--port", str(port)],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"},
@@ -56,12 +64,12 @@ def served(store: str, port: int) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
+                with urllib.request.urlopen(f"{base}{health}", timeout=2) as reply:
                     if reply.status == 200:
                         break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the dashboard did not start") from None
+                    raise RuntimeError(f"{command[0]} did not start") from None
                 time.sleep(0.3)
         yield base
     finally:
