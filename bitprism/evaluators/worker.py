@@ -41,7 +41,8 @@ class EvalContext:
     ``groups`` and ``unit_order`` are the structured-pruning groups and their units ranked by
     importance (computed once per job on the calibration data); ``precision`` is what the
     candidates compute in (the fp32 reference always computes in fp32); ``methods`` how each
-    layer is factorised, pruned and quantised.
+    layer is factorised, pruned and quantised; ``stats_key`` lets a worker reuse the
+    calibration statistics it measured for an earlier candidate of the same source model.
     """
 
     workload: Workload
@@ -55,6 +56,7 @@ class EvalContext:
     unit_order: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     precision: Precision = Precision.FP32
     methods: Methods = PLAIN
+    stats_key: str | None = None  # names the model and calibration data: workers memoise stats
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
     byte for byte from the stored candidate."""
     backend = get_backend(ctx.backend)
     source, base = ctx.workload.model, ctx.base_onnx
+    kept = [f"{g.leader}={candidate[g.leader].keep}" for g in ctx.groups]
+    key = None if ctx.stats_key is None else ":".join([ctx.stats_key, *kept])
     if any(candidate[group.leader].keep < 1.0 for group in ctx.groups):
         # Smaller layers change shapes all along the graph: export the pruned fp32 model.
         source = prune_model(
@@ -96,7 +100,7 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
         base = export_base(dataclasses.replace(ctx.workload, model=source))
     calibration = ctx.workload.calibration
     with _one_thread():  # calibrated scales must not depend on who builds (worker or export)
-        stats = candidate_stats(source, ctx.layers, candidate, ctx.methods, calibration)
+        stats = candidate_stats(source, ctx.layers, candidate, ctx.methods, calibration, key)
         torch_model, compressed = compress_model(
             source, ctx.layers, candidate, backend.input_quant, calibration, ctx.methods, stats
         )

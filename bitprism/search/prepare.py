@@ -23,7 +23,7 @@ from bitprism.search.store import check_store_url
 from bitprism.spaces.layer import LayerInfo, discover_layers
 from bitprism.spaces.space import SearchSpace, build_space
 from bitprism.workloads.base import Workload
-from bitprism.workloads.fingerprint import model_fingerprint
+from bitprism.workloads.fingerprint import data_fingerprint, model_fingerprint
 
 # Bump when the fp32 export changes shape, so cached base exports of older versions are unused.
 EXPORT_VERSION = "2"
@@ -106,6 +106,7 @@ def eval_context(spec: JobSpec, job: PreparedJob) -> EvalContext:
         job.unit_order,
         spec.precision,
         spec.methods,
+        f"{job.model_hash}:{data_fingerprint(job.workload.calibration)}",
     )
 
 

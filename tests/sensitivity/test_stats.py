@@ -44,3 +44,41 @@ def test_only_what_the_choices_use_is_measured(digits) -> None:
     assert candidate_stats(digits.model, layers, candidate, PLAIN, digits.calibration) == {}
     default = candidate_stats(digits.model, layers, candidate, Methods(), digits.calibration)
     assert set(default) == {"head.1", "head.3"} and default["head.3"].fisher is None
+
+
+def test_a_key_remembers_measurements_and_gives_the_same_tensors(digits) -> None:
+    layers = tuple(discover_layers(digits.model))
+    first = Candidate.from_dict({"head.1": {"rank_fraction": 0.5}, "head.3": {"weight_bits": 4}})
+    second = Candidate.from_dict({"head.3": {"weight_bits": 2}, "head.5": {"weight_bits": 4}})
+    methods = Methods(factoriser="fwsvd")
+    passes = []
+    hook = digits.model.register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        fresh = candidate_stats(digits.model, layers, first, methods, digits.calibration)
+        fresh_passes = len(passes)
+        kept = candidate_stats(digits.model, layers, first, methods, digits.calibration, "m")
+        assert len(passes) == 2 * fresh_passes  # measured once under the key ...
+        again = candidate_stats(digits.model, layers, first, methods, digits.calibration, "m")
+        assert len(passes) == 2 * fresh_passes  # ... then remembered
+        for name, stats in fresh.items():
+            for remembered in (kept[name], again[name]):
+                for ours, theirs in (
+                    (stats.input_gram, remembered.input_gram),
+                    (stats.fisher, remembered.fisher),
+                ):
+                    assert (ours is None) == (theirs is None)
+                    assert ours is None or torch.equal(ours, theirs)
+        # Only the layer not measured yet costs a pass (head.3's Gram is remembered).
+        before = len(passes)
+        later = candidate_stats(digits.model, layers, second, methods, digits.calibration, "m")
+        assert len(passes) == before + len(digits.calibration)
+        assert later["head.3"].input_gram is again["head.3"].input_gram
+        alone = candidate_stats(digits.model, layers, second, methods, digits.calibration)
+        assert torch.equal(alone["head.5"].input_gram, later["head.5"].input_gram)
+    finally:
+        hook.remove()
+    for other in ("a", "b", "c"):  # the memo keeps the last MEMO_MODELS models only
+        candidate_stats(digits.model, layers, second, methods, digits.calibration, other)
+    from bitprism.sensitivity import stats as stats_module
+
+    assert list(stats_module._memo) == ["b", "c"][-stats_module.MEMO_MODELS :]
