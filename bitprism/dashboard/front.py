@@ -242,7 +242,17 @@ def _hover(point: TrialPoint) -> str:
         parts.append(f"{m['speedup']:.2f}x fp32 speed{spread}")
     if "weight_bytes" in m:
         parts.append(f"{m['weight_bytes'] / 1024:.1f} KiB of weights")
+    if point.number is not None and point.forms:
+        parts.append(forms_summary(point.forms))
     return "<br>".join(parts)
+
+
+def forms_summary(forms: dict[str, int]) -> str:
+    """A candidate in one line: "int8 on 3, rank cut on 1 of 5 layers" (widest bits first)."""
+    bits = sorted((k for k in forms if k.startswith("int")), key=lambda k: -int(k[3:]))
+    named = [*bits, "rank cut", "sparse", "units pruned"]
+    used = [f"{name} on {forms[name]}" for name in named if forms.get(name)]
+    return f"{', '.join(used) or 'nothing compressed'} of {forms.get('layers', 0)} layers"
 
 
 # Hypervolume reference point (minimised form): 90% of fp32's accuracy, 0.5x its speed, its

@@ -61,6 +61,9 @@ class TrialPoint:
     verified: bool | None
     metrics: dict[str, float] = field(default_factory=dict)
     origin: str = "sampler"  # a TrialOrigin value: who proposed the candidate
+    # How many layers take each form: "int8", "int4" ..., "rank cut", "sparse", "units
+    # pruned", and "layers" (all of them): the candidate in one line, for a plot's hover.
+    forms: dict[str, int] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -157,11 +160,39 @@ class Queries:
                 .join(Trial, Trial.id == Metric.trial_id)
                 .where(Trial.job_id == job_id, Metric.name.in_(list(names)))
             ).all()
+            forms = db.execute(
+                select(
+                    LayerChoiceRow.trial_id,
+                    LayerChoiceRow.weight_bits,
+                    func.count(),
+                    func.sum(case((LayerChoiceRow.rank_fraction < 1.0, 1), else_=0)),
+                    func.sum(case((LayerChoiceRow.sparsity > 0.0, 1), else_=0)),
+                    func.sum(case((LayerChoiceRow.keep < 1.0, 1), else_=0)),
+                )
+                .join(Trial, Trial.id == LayerChoiceRow.trial_id)
+                .where(Trial.job_id == job_id)
+                .group_by(LayerChoiceRow.trial_id, LayerChoiceRow.weight_bits)
+            ).all()
         metrics: dict[int, dict[str, float]] = {}
         for trial_id, name, value in values:
             metrics.setdefault(trial_id, {})[name] = float(value)
+        counts: dict[int, dict[str, int]] = {}
+        for trial_id, bits, layers, cut, sparse, pruned in forms:
+            found = counts.setdefault(trial_id, {})
+            named = {"layers": layers, "rank cut": cut, "sparse": sparse, "units pruned": pruned}
+            if bits < 16:
+                named[f"int{bits}"] = layers
+            for name, n in named.items():
+                found[name] = found.get(name, 0) + int(n)
         return [
-            TrialPoint(number, _value(state), verified, metrics.get(row_id, {}), _value(origin))
+            TrialPoint(
+                number,
+                _value(state),
+                verified,
+                metrics.get(row_id, {}),
+                _value(origin),
+                counts.get(row_id, {}),
+            )
             for row_id, number, state, verified, origin in trials
         ]
 

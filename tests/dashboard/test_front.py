@@ -7,6 +7,7 @@ import random
 import pytest
 
 from bitprism.dashboard.front import (
+    forms_summary,
     front_2d,
     front_nd,
     hypervolume_curve,
@@ -61,6 +62,9 @@ def test_filters_and_figure() -> None:
     front = figure.data[3]
     assert list(front.customdata) == [0, 1]  # trial 2 is beaten by trial 0; ordered by speed-up
     assert "2.00x fp32 speed" in front.text[0] and "(uniform seed)" in front.text[0]
+    forms = {"layers": 5, "int4": 1, "int8": 3, "rank cut": 1, "sparse": 0}
+    assert forms_summary(forms) == "int8 on 3, int4 on 1, rank cut on 1 of 5 layers"
+    assert forms_summary({"layers": 5}) == "nothing compressed of 5 layers"
     # By state, a failed trial that kept its accuracy and size shows, but on no front.
     sized = measured(points, ("accuracy", "weight_bytes"), failed=True)
     assert [p.number for p in sized] == [None, 0, 1, 2, 4, 3]

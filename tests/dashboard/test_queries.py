@@ -28,6 +28,12 @@ def test_jobs_points_and_choices_match_the_store(job_store: str) -> None:
         assert point.state == record.state.value and point.origin == record.origin.value
         for name, value in point.metrics.items():
             assert record.metrics[name] == pytest.approx(value)
+        choices = [choice for _, choice in record.candidate]
+        assert point.forms["layers"] == len(choices) == 2
+        assert point.forms.get("rank cut", 0) == sum(c.rank_fraction < 1 for c in choices)
+        assert point.forms.get("units pruned", 0) == sum(c.keep < 1 for c in choices)
+        for bits in {c.weight_bits for c in choices if c.weight_bits < 16}:
+            assert point.forms[f"int{bits}"] == sum(c.weight_bits == bits for c in choices)
     best = max(r.metrics["accuracy"] for r in records if r.number is not None and r.verified)
     assert job.best_accuracy == pytest.approx(best)
     chosen = queries.choices("job", records[1].number)
