@@ -61,6 +61,15 @@ def writable_file(path: str | Path, what: str, suffix: str | None = None) -> Pat
     return folder / target.name
 
 
+def engine_url(url: str) -> str:
+    """``url`` as SQLAlchemy should open it: a plain ``postgresql://`` names psycopg 3 (the
+    driver bitprism installs; SQLAlchemy's default, psycopg2, is not installed)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 class StoreError(PathError):
     """A store URL that cannot be used, or a store that is not there; says which and why."""
 

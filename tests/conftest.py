@@ -49,6 +49,47 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 
+POSTGRES_ENV = "BITPRISM_TEST_POSTGRES"  # a role that may create databases (.ci/postgres)
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped after it. Skipped without a server
+    (``$BITPRISM_TEST_POSTGRES``), except where ``$BITPRISM_REQUIRE_POSTGRES`` (CI) says a
+    skip would hide a failure."""
+    import uuid
+
+    from psycopg import sql
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from bitprism.paths import engine_url
+
+    admin = os.environ.get(POSTGRES_ENV)
+    if not admin:
+        if os.environ.get("BITPRISM_REQUIRE_POSTGRES"):
+            pytest.fail(f"${POSTGRES_ENV} is not set: .ci/postgres starts a server and prints it")
+        pytest.skip(f"no PostgreSQL to test against (${POSTGRES_ENV}; .ci/postgres)")
+    name = f"bp_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(engine_url(admin), isolation_level="AUTOCOMMIT")
+    with engine.connect() as db:
+        db.exec_driver_sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as db:
+            drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+            db.exec_driver_sql(drop)
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest) -> str:
+    """A fresh store URL on each supported database: the store's contract holds on both."""
+    name = "store_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
 @pytest.fixture(scope="session")
 def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One local Ray for the session; bitprism reuses an initialised Ray instead of starting one."""

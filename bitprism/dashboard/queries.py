@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, case, create_engine, func, select
 from sqlalchemy.engine import make_url
 
-from bitprism.paths import check_store_url
+from bitprism.paths import check_store_url, engine_url
 from bitprism.search.schema import Job, LayerChoiceRow, Metric, Trial, TrialRole, TrialState
 
 PLOTTED = (
@@ -76,7 +76,7 @@ class Queries:
     def __init__(self, url: str) -> None:
         check_store_url(url, create=False)
         self.url = url
-        self.engine: Engine = create_engine(_read_only(url))
+        self.engine: Engine = _read_only(url)
 
     def jobs(self) -> list[JobRow]:
         """Every job, newest first, with its search trials counted per state and its best
@@ -224,10 +224,11 @@ def _value(member: Any) -> str:
     return str(getattr(member, "value", member))
 
 
-def _read_only(url: str) -> str:
-    """``url`` opened read-only where the database allows it (SQLite: ``mode=ro``)."""
+def _read_only(url: str) -> Engine:
+    """An engine on ``url`` that cannot write: SQLite opened ``mode=ro``; PostgreSQL sessions
+    whose transactions are read-only."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return url
-    path = str(parsed.database)
-    return f"sqlite:///file:{path}?mode=ro&uri=true"
+    if parsed.get_backend_name() == "sqlite":
+        return create_engine(f"sqlite:///file:{parsed.database}?mode=ro&uri=true")
+    options = {"options": "-c default_transaction_read_only=on"}
+    return create_engine(engine_url(url), connect_args=options, pool_pre_ping=True)

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from bitprism.paths import StoreError, check_store_url
+from bitprism.paths import StoreError, check_store_url, engine_url
 
 __all__ = [
     "ArtifactRecord",
@@ -366,7 +366,7 @@ def optuna_storage(url: str) -> Any:
     """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies."""
     import optuna
 
-    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=_engine_kwargs(url))
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -379,7 +379,7 @@ def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **_engine_kwargs(url))
+    engine = create_engine(engine_url(url), **_engine_kwargs(url))
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -396,9 +396,22 @@ def _migrate(engine: Engine) -> None:
     """Bring the schema to the newest alembic revision (idempotent)."""
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        # A batch migration rebuilds a SQLite table: with foreign keys on, dropping the old
+        # table would cascade into its children's rows. SQLite only switches them outside a
+        # transaction.
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends the autobegun (empty) transaction
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def _get_job(session: Session, job_id: str) -> Job:

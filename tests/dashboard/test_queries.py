@@ -56,3 +56,17 @@ def test_a_missing_store_is_refused_and_reading_writes_nothing(
     before = path.stat().st_mtime_ns
     assert Queries(empty_store).jobs() == []
     assert path.stat().st_mtime_ns == before
+
+
+def test_queries_read_a_postgresql_store_and_cannot_write_it(postgres_url: str) -> None:
+    from sqlalchemy import insert
+    from sqlalchemy.exc import DBAPIError
+
+    from bitprism.search.schema import Job
+
+    store = Store(postgres_url)
+    store.create_job("pg", "w", {"trials": 2}, "bitprism-pg")
+    queries = Queries(postgres_url)
+    assert [(j.id, j.trials_asked) for j in queries.jobs()] == [("pg", 2)]
+    with pytest.raises(DBAPIError, match="read-only transaction"), queries.engine.begin() as db:
+        db.execute(insert(Job).values(id="x", workload="w", status="done", spec={}, study_name="s"))

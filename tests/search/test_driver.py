@@ -30,9 +30,9 @@ def _search_numbers(store: Store) -> list[int]:
     ]
 
 
-def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_path) -> None:
-    run_job(job_spec(store_url, tmp_path, keep_all_files=True), progress=False)
-    store = Store(store_url)
+def test_job_runs_stores_everything_and_stock_optuna_reads_it(any_store, tmp_path) -> None:
+    run_job(job_spec(any_store, tmp_path, keep_all_files=True), progress=False)
+    store = Store(any_store)
     trials = store.trials("job")
     reference = [t for t in trials if t.role is TrialRole.REFERENCE]
     assert (
@@ -56,7 +56,7 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
     assert reference[0].metrics["speedup"] == 1.0
     job = store.job("job")
     assert job is not None and job.status is JobStatus.DONE and job.space is not None
-    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(any_store))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len(study.directions) == 3
     assert study.metric_names == ["accuracy", "speedup", "weight_bytes"]
@@ -64,15 +64,15 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(store_url, tmp_pat
     assert study.trials[0].values[1] == searched[0].metrics["speedup"]
 
 
-def test_resume_continues_without_duplicates(store_url, tmp_path) -> None:
-    run_job(job_spec(store_url, tmp_path, trials=3), progress=False)
-    run_job(job_spec(store_url, tmp_path, trials=3), progress=False)  # nothing left to do
-    store = Store(store_url)
+def test_resume_continues_without_duplicates(any_store, tmp_path) -> None:
+    run_job(job_spec(any_store, tmp_path, trials=3), progress=False)
+    run_job(job_spec(any_store, tmp_path, trials=3), progress=False)  # nothing left to do
+    store = Store(any_store)
     assert _search_numbers(store) == [0, 1, 2]
-    run_job(job_spec(store_url, tmp_path, trials=5), progress=False)
+    run_job(job_spec(any_store, tmp_path, trials=5), progress=False)
     assert _search_numbers(store) == [0, 1, 2, 3, 4]
     assert sum(t.role is TrialRole.REFERENCE for t in store.trials("job")) == 1
-    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(any_store))
     assert len(study.trials) == 5
 
 
@@ -82,19 +82,19 @@ def test_resume_refuses_a_changed_search(store_url, tmp_path) -> None:
         run_job(job_spec(store_url, tmp_path, trials=2, seed=7), progress=False)
 
 
-def test_killed_driver_is_repaired_on_resume(store_url, tmp_path) -> None:
-    run_job(job_spec(store_url, tmp_path, trials=2), progress=False)
+def test_killed_driver_is_repaired_on_resume(any_store, tmp_path) -> None:
+    run_job(job_spec(any_store, tmp_path, trials=2), progress=False)
     # What a driver killed mid-trial leaves: a running row and an Optuna trial never told.
-    store = Store(store_url)
-    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(store_url))
+    store = Store(any_store)
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(any_store))
     orphan = study.ask()
     row = store.start_trial("job", orphan.number, TrialRole.SEARCH, Candidate.from_dict({}))
-    run_job(job_spec(store_url, tmp_path, trials=4), progress=False)
+    run_job(job_spec(any_store, tmp_path, trials=4), progress=False)
     states = {t.number: t.state for t in store.trials("job") if t.number is not None}
     assert states[orphan.number] is TrialState.INTERRUPTED
     assert sum(s is TrialState.COMPLETE for s in states.values()) == 4  # budget not spent on it
     assert store.running_trials("job") == []
-    study = optuna.load_study(study_name="bitprism-job", storage=store_url)
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(any_store))
     assert study.trials[orphan.number].state is optuna.trial.TrialState.FAIL
     assert row > 0
 

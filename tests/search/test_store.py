@@ -7,14 +7,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from bitprism.search.schema import JobStatus, TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
 
 
-def test_round_trip_of_job_trial_choices_metrics_artifact(store_url: str) -> None:
-    store = Store(store_url)
+def test_round_trip_of_job_trial_choices_metrics_artifact(any_store: str) -> None:
+    store = Store(any_store)
     store.create_job("j1", "digits-cnn", {"trials": 3}, study_name="bitprism-j1")
     candidate = Candidate.from_dict(
         {"head.1": {"weight_bits": 4, "rank_fraction": 0.5}, "features.0": {"sparsity": 0.25}}
@@ -31,7 +33,7 @@ def test_round_trip_of_job_trial_choices_metrics_artifact(store_url: str) -> Non
     store.end_trial(failed, TrialState.FAILED, "RuntimeError: boom")
     store.update_job("j1", status=JobStatus.DONE, space={"layers": []})
 
-    reopened = Store(store_url)  # a second process sees the same
+    reopened = Store(any_store)  # a second process sees the same
     job = reopened.job("j1")
     assert job is not None and job.status is JobStatus.DONE and job.spec == {"trials": 3}
     first, second = reopened.trials("j1")
@@ -41,36 +43,37 @@ def test_round_trip_of_job_trial_choices_metrics_artifact(store_url: str) -> Non
     assert reopened.running_trials("j1") == []
 
 
-def test_duplicate_job_and_trial_number_are_refused(store_url: str) -> None:
-    store = Store(store_url)
+def test_duplicate_job_and_trial_number_are_refused(any_store: str) -> None:
+    store = Store(any_store)
     store.create_job("j1", "w", {}, study_name="s")
     with pytest.raises(ValueError, match="already exists"):
         store.create_job("j1", "w", {}, study_name="s")
     store.start_trial("j1", 0, TrialRole.SEARCH, Candidate.from_dict({}))
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match="UNIQUE|unique constraint"):
         store.start_trial("j1", 0, TrialRole.SEARCH, Candidate.from_dict({}))
 
 
-def test_shares_the_database_with_optuna_and_uses_wal(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    Store(url)
+def test_shares_the_database_with_optuna(any_store: str) -> None:
+    Store(any_store)
     study = optuna.create_study(
-        study_name="s", storage=optuna_storage(url), directions=["maximize"]
+        study_name="s", storage=optuna_storage(any_store), directions=["maximize"]
     )
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-    Store(url)  # migrating again is a no-op and leaves Optuna alone
-    assert len(optuna.load_study(study_name="s", storage=url).trials) == 2
-    connection = sqlite3.connect(tmp_path / "shared.db")
-    tables = {
-        row[0] for row in connection.execute("select name from sqlite_master where type='table'")
-    }
+    Store(any_store)  # migrating again is a no-op and leaves Optuna alone
+    assert len(optuna.load_study(study_name="s", storage=optuna_storage(any_store)).trials) == 2
+    tables = set(inspect(Store(any_store).engine).get_table_names())
     assert {"bp_jobs", "bp_trials", "bp_layer_choices", "bp_metrics", "bp_artifacts"} <= tables
     assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
+
+
+def test_sqlite_stores_use_wal(store_url: str) -> None:
+    Store(store_url)
+    connection = sqlite3.connect(str(make_url(store_url).database))
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
-def test_lease_admits_one_driver_and_expires(store_url: str) -> None:
-    store = Store(store_url)
+def test_lease_admits_one_driver_and_expires(any_store: str) -> None:
+    store = Store(any_store)
     store.create_job("j", "digits-cnn", {}, study_name="bitprism-j", model_hash="ab" * 32)
     assert store.job("j").model_hash == "ab" * 32  # type: ignore[union-attr]
     assert store.acquire_lease("j", "a", ttl_s=60) is None
@@ -102,7 +105,7 @@ def test_opening_for_reading_never_creates_a_store(tmp_path: Path) -> None:
         Store("sqlite:////proc/nope/x.db")
 
 
-def test_migration_0006_classifies_older_trials_by_origin(tmp_path: Path) -> None:
+def test_migration_0006_classifies_older_trials_by_origin(any_store: str) -> None:
     """A store from before trials recorded their origin (schema 0005) upgrades with the
     reference, the warm-start seeds (the only trials with a program prediction) and the rest
     told apart."""
@@ -110,9 +113,10 @@ def test_migration_0006_classifies_older_trials_by_origin(tmp_path: Path) -> Non
     from alembic.config import Config
     from sqlalchemy import create_engine
 
+    from bitprism.paths import engine_url
     from bitprism.search import store as store_module
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = any_store
     store = Store(url)
     store.create_job("j1", "w", {}, "study-j1")
     for number, metrics in ((None, {}), (0, {"predicted_layer_smaller": 2.0}), (1, {})):
@@ -122,10 +126,10 @@ def test_migration_0006_classifies_older_trials_by_origin(tmp_path: Path) -> Non
     config = Config()
     migrations = Path(store_module.__file__).parent / "migrations"
     config.set_main_option("script_location", str(migrations))
-    with create_engine(url).begin() as connection:
+    with create_engine(engine_url(url)).begin() as connection:  # SQLite: foreign keys off
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")
-        columns = [row[1] for row in connection.exec_driver_sql("pragma table_info(bp_trials)")]
+        columns = [column["name"] for column in inspect(connection).get_columns("bp_trials")]
     assert "origin" not in columns
     origins = [t.origin for t in Store(url).trials("j1")]  # opening a store migrates it
     assert origins == [TrialOrigin.REFERENCE, TrialOrigin.WARM_START, TrialOrigin.SAMPLER]
