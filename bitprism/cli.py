@@ -1,19 +1,22 @@
-"""The ``bitprism`` command: search | jobs | status | pareto | show | export."""
+"""The ``bitprism`` command: search | jobs | status | pareto | show | sensitivity | dashboard |
+export, and the background jobs' submit | resume | cancel | logs | batch (:mod:`cli_jobs`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bitprism import cli_jobs
+from bitprism.cli_common import DEFAULT_STORE, JsonOpt, StoreOpt, console
+from bitprism.cli_common import errors as _errors
+from bitprism.cli_common import fail as _fail
 from bitprism.config import Knob, Objective, Precision, Sampler
+from bitprism.report import ran
 from bitprism.tables import Rows, print_rows, score_digits
 
 app = typer.Typer(
@@ -21,16 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Search per-layer compression on real kernels; export verified ONNX.",
 )
-console = Console()
-
-DEFAULT_STORE = "sqlite:///bitprism.db"
-StoreOpt = Annotated[
-    str,
-    typer.Option(
-        "--store", envvar="BITPRISM_STORE", help="Database URL (sqlite:///... or postgresql://...)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+app.add_typer(cli_jobs.app)  # submit | resume | cancel | logs | batch
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
 DropPctOpt = Annotated[
     float | None,
@@ -168,18 +162,37 @@ def jobs(
             "workload": r.workload,
             "status": r.status.value,
             "created": f"{r.created_at:%Y-%m-%d %H:%M}",
+            "ran": ran(r),
+            "where": r.submission or ("this shell" if r.started_at else ""),
         }
         for r in records
     ]
     print_rows(console, ("jobs", rows, {}), json_out, csv_out)
 
 
+def _when(job: Any) -> str:
+    """Where and when a job ran, in one line."""
+    where = f"submitted to {job.submission}" if job.submission else "run with `bitprism search`"
+    if job.started_at is None:
+        return f"{where}; not started"
+    state = "ran" if job.finished_at else "running for"
+    return f"{where}; started {job.started_at:%Y-%m-%d %H:%M:%S}, {state} {ran(job)}"
+
+
 @app.command()
 def status(
-    job: str, store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
+    job: Annotated[str | None, typer.Argument(help="A job (default: list every job).")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
 ) -> None:
-    """Show a job's state, trial counts and the errors of failed trials."""
+    """Show a job's state, where and when it ran, trial counts and the errors of failed
+    trials; with no job, every job in the store."""
     from bitprism.report import trial_rows
+
+    if job is None:
+        jobs(store, json_out, csv_out)
+        return
 
     result = _result(job, store)
     rows = trial_rows(result)
@@ -197,6 +210,10 @@ def status(
             "precision": result.spec.precision.value,
             "trials_asked": result.spec.trials,
             "trials": counts,
+            "submission": result.job.submission,
+            "started_at": result.job.started_at,
+            "finished_at": result.job.finished_at,
+            "driver": result.job.driver,
             "error": result.job.error,
             "dropped": dropped,
             "rows": rows,
@@ -212,6 +229,7 @@ def status(
         f"{result.spec.trials} trials finished or running"
     )
     console.print(f"  runtime: {result.spec.runtime_label()}")
+    console.print(f"  {_when(result.job)}")
     console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))
     if dropped:
         layers = len({d["layer"] for d in dropped})
@@ -475,27 +493,6 @@ def _export(
         f"[{style}]{report.summary()}[/{style}] (timed at {_timed_at(result)}, "
         f"{result.spec.latency.passes} interleaved passes)"
     )
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn bitprism's user-facing errors into one red line and a non-zero exit."""
-    from bitprism.results import ExportError
-    from bitprism.search.lease import JobBusyError
-    from bitprism.search.loop import ReferenceFailed
-
-    try:
-        yield
-    except (ReferenceFailed, ExportError, JobBusyError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=1) from None
-    except ValueError as exc:  # SpecError, PathError, StoreError, a bad workload reference
-        _fail(str(exc))
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

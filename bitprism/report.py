@@ -6,6 +6,7 @@ the same numbers.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -117,3 +118,19 @@ def _float_note(metrics: dict[str, float]) -> str:
 def _short(value: float) -> str:
     """``0.5`` as ``.5``: compact in a table cell."""
     return f"{value:g}".removeprefix("0")
+
+
+def ran(job: Any) -> str:
+    """How long a job has run since it first started (so far, while it runs), e.g.
+    "3 min 05 s"; empty before it starts. ``job``: anything with started_at/finished_at."""
+
+    if job.started_at is None:
+        return ""
+    end = job.finished_at or dt.datetime.now(dt.UTC)
+    start = job.started_at
+    if start.tzinfo is None:  # SQLite hands back naive UTC
+        start = start.replace(tzinfo=dt.UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=dt.UTC)
+    seconds = max(0, int((end - start).total_seconds()))
+    return f"{seconds // 60} min {seconds % 60:02d} s"

@@ -277,3 +277,8 @@ def mha_tokens() -> Workload:
             return float((m(x).argmax(-1) == y).float().mean() * 100)
 
     return Workload("mha-tokens", model, evaluate, example_inputs=x[:16], calibration=[x[:64]])
+
+
+def factory_raises() -> Workload:
+    """A workload factory that fails when the job's driver builds it (after a submit)."""
+    raise RuntimeError("the workload's data file is gone")

@@ -46,6 +46,9 @@ class JobRow:
     updated_at: dt.datetime
     error: str | None
     driver: str | None = None  # host:pid:token of the driver holding the job, if any
+    submission: str | None = None  # where it was submitted to run (None: `bitprism search`)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
     @property
     def finished(self) -> int:
@@ -92,6 +95,9 @@ class Queries:
                     Job.updated_at,
                     Job.error,
                     Job.driver,
+                    Job.submission,
+                    Job.started_at,
+                    Job.finished_at,
                 ).order_by(Job.created_at.desc())
             ).all()
             counts = db.execute(
@@ -128,6 +134,9 @@ class Queries:
                 updated_at=job.updated_at,
                 error=job.error,
                 driver=job.driver,
+                submission=job.submission,
+                started_at=job.started_at,
+                finished_at=job.finished_at,
             )
             for job in jobs
         ]

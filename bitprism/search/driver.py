@@ -14,19 +14,18 @@ own restore path for the same outcome. One driver per job is enforced by a lease
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
-import re
-import secrets
 import warnings
 
 import optuna
+import torch
 from optuna.trial import TrialState as OptunaState
 
 from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
 from bitprism.search.guidance import guide
+from bitprism.search.jobs import new_job_id
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import RayPool
@@ -59,65 +58,117 @@ IDENTITY_FIELDS = frozenset(
 )
 
 
+class JobCancelled(RuntimeError):
+    """The job was cancelled (``bitprism cancel``) before or while this driver ran it."""
+
+
 def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool = True) -> str:
     """Run (or resume) the job ``spec`` describes until it has ``spec.trials`` finished trials.
 
     Returns the job id. Paths, the store URL, the spec and the model are checked before
-    anything is written.
+    anything is written; a submitted (queued) job that fails these checks is marked failed
+    with the reason.
 
     Raises:
         SpecError / ValueError: bad input, named; nothing was written.
         JobBusyError: another driver is running this job.
+        JobCancelled: the job was cancelled; it is marked so and can be resumed.
         ReferenceFailed: the fp32 model could not be evaluated; the job is marked failed.
     """
     if workload is not None:  # an in-memory workload is recorded by its name
         spec = spec.model_copy(update={"workload": workload.name})
-    workload = workload or resolve_workload(spec.workload, data=spec.data, model_dir=spec.model_dir)
-    spec = with_latency_defaults(spec, workload.latency_defaults)
-    job_id = spec.job_id or _new_job_id(workload.name)
-    spec = spec.model_copy(update={"job_id": job_id})
-    job = prepare_job(spec, workload)
+    try:
+        workload = workload or resolve_workload(
+            spec.workload, data=spec.data, model_dir=spec.model_dir
+        )
+        spec = with_latency_defaults(spec, workload.latency_defaults)
+        job_id = spec.job_id or new_job_id(workload.name)
+        spec = spec.model_copy(update={"job_id": job_id})
+        job = prepare_job(spec, workload)
+    except Exception as exc:
+        _fail_queued(spec, exc)
+        raise
     store = Store(spec.store)
-    if store.job(job_id) is None:
+    existing = store.job(job_id)
+    if existing is None:
         _create_job(store, spec, job)
+    elif existing.status is JobStatus.CANCELLED:
+        raise JobCancelled(_cancelled(job_id, "before this driver started it"))
+    elif existing.space is None:  # submitted: its row waited for this driver's preparation
+        _record_prepared(store, spec, job)
     inputs = timing_inputs(as_tuple(job.workload.example_inputs), spec.latency.batch)
-    with Lease(store, job_id):
-        space = _check_resume(store, spec, job, batch=inputs[0].shape[0])
-        job = dataclasses.replace(job, space=space)
-        study = _study(spec)
-        _recover(store, study, job_id, spec)
-        seeds: list[Seed] = []
-        predictor: Predictor | None = None
-        notes = job.notes
-        room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
-        if spec.warm_start and room and not study.get_trials(deepcopy=False):
-            guidance = guide(spec, job, inputs, store, progress=progress)
-            job = dataclasses.replace(job, space=guidance.space)
-            store.update_job(job_id, space=guidance.space_record())
-            seeds, notes = guidance.seeds, (*notes, *guidance.notes())
-            predictor = guidance.predictor
-        ctx = eval_context(spec, job)
-        store.update_job(job_id, status=JobStatus.RUNNING)
-        pool = RayPool(spec.workers, spec.trial_timeout_s)
+    with Lease(store, job_id) as lease:
         try:
-            loop = SearchLoop(
-                spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds, predictor
-            )
-            loop.run(progress, notes)
+            store.update_job(job_id, status=JobStatus.PENDING)
+            _search(spec, job, store, inputs, progress)
         except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and lease.cancelled:
+                store.update_job(job_id, status=JobStatus.CANCELLED, error="cancelled by the user")
+                raise JobCancelled(_cancelled(job_id, "while it ran")) from None
             status = (
                 JobStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
             )
             store.update_job(job_id, status=status, error=f"{type(exc).__name__}: {exc}")
             raise
-        finally:
-            pool.close()
         store.update_job(job_id, status=JobStatus.DONE)
     return job_id
 
 
+def _search(
+    spec: JobSpec,
+    job: PreparedJob,
+    store: Store,
+    inputs: tuple[torch.Tensor, ...],
+    progress: bool,
+) -> None:
+    """The held job's search: resume checks, repair, guidance, then the trial loop."""
+    job_id = spec.job_id or ""
+    space = _check_resume(store, spec, job, batch=inputs[0].shape[0])
+    job = dataclasses.replace(job, space=space)
+    study = _study(spec)
+    _recover(store, study, job_id, spec)
+    seeds: list[Seed] = []
+    predictor: Predictor | None = None
+    notes = job.notes
+    room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
+    if spec.warm_start and room and not study.get_trials(deepcopy=False):
+        guidance = guide(spec, job, inputs, store, progress=progress)
+        job = dataclasses.replace(job, space=guidance.space)
+        store.update_job(job_id, space=guidance.space_record())
+        seeds, notes = guidance.seeds, (*notes, *guidance.notes())
+        predictor = guidance.predictor
+    ctx = eval_context(spec, job)
+    store.update_job(job_id, status=JobStatus.RUNNING)
+    pool = RayPool(spec.workers, spec.trial_timeout_s)
+    try:
+        loop = SearchLoop(
+            spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds, predictor
+        )
+        loop.run(progress, notes)
+    finally:
+        pool.close()
+
+
+def _cancelled(job_id: str, when: str) -> str:
+    return f"job {job_id!r} was cancelled {when}; `bitprism resume {job_id}` continues it"
+
+
+def _fail_queued(spec: JobSpec, exc: Exception) -> None:
+    """Mark a submitted job that never got past its checks failed, with the reason (a job
+    run directly has no row yet: nothing is written)."""
+    if not spec.job_id:
+        return
+    try:
+        store = Store(spec.store, create=False)
+        existing = store.job(spec.job_id)
+    except Exception:  # the store itself is what is wrong: nothing to mark
+        return
+    if existing is not None and existing.status is JobStatus.QUEUED:
+        store.update_job(spec.job_id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
 def _create_job(store: Store, spec: JobSpec, job: PreparedJob) -> None:
-    """Create the job row and keep its fp32 export, cached under the model's fingerprint."""
+    """Create the job row and record what preparing it found."""
     job_id = spec.job_id or ""
     store.create_job(
         job_id,
@@ -126,7 +177,14 @@ def _create_job(store: Store, spec: JobSpec, job: PreparedJob) -> None:
         study_name=f"bitprism-{job_id}",
         model_hash=job.model_hash,
     )
-    store.update_job(job_id, space=job.space.to_dict())
+    _record_prepared(store, spec, job)
+
+
+def _record_prepared(store: Store, spec: JobSpec, job: PreparedJob) -> None:
+    """Store the job's model fingerprint and space, and keep its fp32 export, cached under
+    the model's fingerprint."""
+    job_id = spec.job_id or ""
+    store.update_job(job_id, space=job.space.to_dict(), model_hash=job.model_hash)
     if not job.base_path.is_file():
         written, _ = write_artifact(job.base_path.parent, job.base_onnx)
         written.replace(job.base_path)
@@ -191,13 +249,13 @@ def _study(spec: JobSpec) -> optuna.Study:
 
 
 def _recover(store: Store, study: optuna.Study, job_id: str, spec: JobSpec) -> None:
-    """Repair what a killed driver left: store rows still running, Optuna trials never told."""
+    """Repair what a stopped driver left: store rows still running, Optuna trials asked but
+    never told. Seeds still waiting in Optuna's queue stay there: the resumed loop asks them
+    first (Optuna cannot tell a trial nobody asked)."""
     rows = {r.number: r for r in store.trials(job_id) if r.number is not None}
     for row_id, _number in store.running_trials(job_id):
         store.end_trial(row_id, TrialState.INTERRUPTED, "driver stopped before the trial finished")
-    for frozen in study.get_trials(
-        deepcopy=False, states=(OptunaState.RUNNING, OptunaState.WAITING)
-    ):
+    for frozen in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
         record = rows.get(frozen.number)
         if record is not None and record.state is TrialState.COMPLETE:
             study.tell(frozen.number, [record.metrics[o.value] for o in spec.objectives])
@@ -216,9 +274,3 @@ def _sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:
         Sampler.RANDOM: lambda: optuna.samplers.RandomSampler(seed=spec.seed),
     }
     return factories[spec.sampler]()
-
-
-def _new_job_id(name: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "job"
-    return f"{slug}-{stamp}-{secrets.token_hex(2)}"

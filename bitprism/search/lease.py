@@ -3,20 +3,28 @@
 A second driver on a running job is refused. A driver that was killed stops beating, so its
 lease expires after ``LEASE_TTL_S`` and the job can be resumed; on the same machine a lease
 whose process is gone is taken over at once.
+
+The same thread watches for ``bitprism cancel``: a job marked cancelled in the store is
+stopped as Ctrl-C would stop it (KeyboardInterrupt in the driver's main thread), wherever
+the driver runs, so a cancel needs no signal, host or Ray address, only the store.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import secrets
 import socket
 import threading
+import time
 from types import TracebackType
 
+from bitprism.search.schema import JobStatus
 from bitprism.search.store import Store
 
 LEASE_TTL_S = 60.0
 _BEAT_S = LEASE_TTL_S / 6
+CANCEL_POLL_S = 2.0  # how often the driver looks for a cancel
 
 
 class JobBusyError(RuntimeError):
@@ -33,13 +41,14 @@ class Lease:
 
     def __init__(self, store: Store, job_id: str) -> None:
         self.store, self.job_id = store, job_id
+        self.cancelled = False  # set when the driver was stopped by a cancel
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="bitprism-lease", daemon=True)
 
     def __enter__(self) -> Lease:
         holder = self.store.acquire_lease(self.job_id, self.driver, LEASE_TTL_S)
-        if holder is not None and _dead_here(holder):
+        if holder is not None and dead_here(holder):
             holder = self.store.acquire_lease(
                 self.job_id, self.driver, LEASE_TTL_S, dead=holder.split(" ")[0]
             )
@@ -62,11 +71,18 @@ class Lease:
         self.store.release_lease(self.job_id, self.driver)
 
     def _beat(self) -> None:
-        while not self._stop.wait(_BEAT_S):
-            self.store.renew_lease(self.job_id, self.driver)
+        beat = time.monotonic()
+        while not self._stop.wait(CANCEL_POLL_S):
+            status = self.store.job_status(self.job_id)
+            if status is JobStatus.CANCELLED and not self.cancelled:
+                self.cancelled = True
+                _thread.interrupt_main()
+            if time.monotonic() - beat >= _BEAT_S:
+                self.store.renew_lease(self.job_id, self.driver)
+                beat = time.monotonic()
 
 
-def _dead_here(holder: str) -> bool:
+def dead_here(holder: str) -> bool:
     """Whether ``holder`` ("host:pid:token (...)") is a process of this machine that is gone."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]

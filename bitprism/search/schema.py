@@ -27,11 +27,16 @@ VERSION_TABLE = "bp_alembic_version"
 
 
 class JobStatus(StrEnum):
-    PENDING = "pending"
+    QUEUED = "queued"  # submitted; no driver has started it yet
+    PENDING = "pending"  # a driver is preparing it (export, guidance)
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-    INTERRUPTED = "interrupted"
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGINT; resumable
+    CANCELLED = "cancelled"  # stopped by `bitprism cancel`; resumable
+
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PENDING, JobStatus.RUNNING})
 
 
 class TrialState(StrEnum):
@@ -85,6 +90,10 @@ class Job(Base):
     # The driver running the job and its last sign of life: one driver per job (a lease).
     driver: Mapped[str | None] = mapped_column(String(160), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Where it was submitted to run: "local pid 1234" or "ray <address> <submission id>".
+    submission: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_now, onupdate=_now

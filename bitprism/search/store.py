@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bitprism.paths import StoreError, check_store_url, engine_url
@@ -33,6 +35,7 @@ __all__ = [
     "check_store_url",
 ]
 from bitprism.search.schema import (
+    ACTIVE,
     Artifact,
     DamageCacheRow,
     Job,
@@ -96,6 +99,10 @@ class JobRecord:
     created_at: dt.datetime
     model_hash: str | None = None
     driver: str | None = None
+    submission: str | None = None  # where it was submitted to run (see Job.submission)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
 class Store:
@@ -123,20 +130,30 @@ class Store:
         spec: Mapping[str, Any],
         study_name: str,
         model_hash: str | None = None,
+        *,
+        status: JobStatus = JobStatus.PENDING,
+        submission: str | None = None,
     ) -> None:
-        with self._session() as s:
-            if s.get(Job, job_id) is not None:
-                raise ValueError(f"job {job_id!r} already exists in {self.url}")
-            s.add(
-                Job(
-                    id=job_id,
-                    workload=workload,
-                    status=JobStatus.PENDING,
-                    spec=dict(spec),
-                    study_name=study_name,
-                    model_hash=model_hash,
+        """Insert a job; a ValueError when the id is taken (also when another process inserts
+        it at the same moment: the primary key decides)."""
+        taken = ValueError(f"job {job_id!r} already exists in {self.url}")
+        try:
+            with self._session() as s:
+                if s.get(Job, job_id) is not None:
+                    raise taken
+                s.add(
+                    Job(
+                        id=job_id,
+                        workload=workload,
+                        status=status,
+                        spec=dict(spec),
+                        study_name=study_name,
+                        model_hash=model_hash,
+                        submission=submission,
+                    )
                 )
-            )
+        except IntegrityError:
+            raise taken from None
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._session() as s:
@@ -155,17 +172,62 @@ class Store:
         space: dict[str, Any] | None = None,
         spec: Mapping[str, Any] | None = None,
         error: str | None = None,
+        model_hash: str | None = None,
+        submission: str | None = None,
     ) -> None:
-        """Set the given fields; ``error`` is always set (None clears a previous error)."""
+        """Set the given fields; ``error`` is always set (None clears a previous error). A
+        status that starts the job stamps ``started_at`` (first start only) and clears
+        ``finished_at``; a final one stamps ``finished_at``. A cancelled job is never set
+        going again here (a cancel that lands while the driver prepares must stick; a resume
+        queues the job first)."""
+        now = dt.datetime.now(dt.UTC)
+        starting = (JobStatus.PENDING, JobStatus.RUNNING)
         with self._session() as s:
             job = _get_job(s, job_id)
+            if status in starting and job.status is JobStatus.CANCELLED:
+                status = None
             if status is not None:
                 job.status = status
+                if status in starting:
+                    job.started_at = job.started_at or now
+                    job.finished_at = None
+                elif status not in ACTIVE:
+                    job.finished_at = now
             if space is not None:
                 job.space = space
             if spec is not None:
                 job.spec = dict(spec)
+            if model_hash is not None:
+                job.model_hash = model_hash
+            if submission is not None:
+                job.submission = submission
             job.error = error
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The job's status alone (None: no such job): what a driver polls."""
+        with self._session() as s:
+            return s.scalar(select(Job.status).where(Job.id == job_id))
+
+    def request_cancel(self, job_id: str) -> JobStatus | None:
+        """Mark an active job cancelled (one conditional UPDATE); returns the status it had,
+        or None when it was not active (or there is no such job). A queued job never starts;
+        a running one's driver sees the mark within seconds and stops as Ctrl-C would."""
+        with self._session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return None
+            before = job.status
+            done = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(status=JobStatus.CANCELLED, error="cancelled by the user")
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            if before is JobStatus.QUEUED:  # no driver will finish it
+                job.finished_at = dt.datetime.now(dt.UTC)
+            return before
 
     def acquire_lease(
         self, job_id: str, driver: str, ttl_s: float, dead: str | None = None
@@ -392,8 +454,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_MIGRATING = threading.Lock()  # alembic's context is module-global: one migration at a time
+
+
 def _migrate(engine: Engine) -> None:
-    """Bring the schema to the newest alembic revision (idempotent)."""
+    """Bring the schema to the newest alembic revision (idempotent). Other processes are
+    serialised by the database; threads of this one (a dashboard's sessions, two submits) by
+    a lock, as alembic's command context is not thread-safe."""
+    with _MIGRATING:
+        _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     sqlite = engine.dialect.name == "sqlite"
@@ -440,6 +512,10 @@ def _job_record(job: Job) -> JobRecord:
         created_at=job.created_at,
         model_hash=job.model_hash,
         driver=job.driver,
+        submission=job.submission,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
     )
 
 

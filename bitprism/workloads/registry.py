@@ -6,6 +6,7 @@ folder); each declares which, so an option a workload would silently ignore is a
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -64,6 +65,19 @@ def resolve_workload(
         ValueError: naming the reference when it cannot be found or does not build a Workload,
             or the option it does not take (or lacks).
     """
+    workload = find_workload(ref, data=data, model_dir=model_dir)()
+    if not isinstance(workload, Workload):
+        name = ref.partition(":")[2] or ref
+        raise ValueError(f"workload {ref!r}: {name}() returned {type(workload)!r}, not Workload")
+    return workload
+
+
+def find_workload(
+    ref: str, *, data: Path | None = None, model_dir: Path | None = None
+) -> Callable[[], Any]:
+    """What builds the workload ``ref`` names, found but not called: a submit checks the
+    reference (and imports the user's module, which runs its top-level code) without paying
+    for the model. Raises the ValueError :func:`resolve_workload` would."""
     _load_builtins()
     given: dict[str, Any] = {
         k: v for k, v in {"data": data, "model_dir": model_dir}.items() if v is not None
@@ -71,7 +85,7 @@ def resolve_workload(
     if ref in _BUILTINS:
         builtin = _BUILTINS[ref]
         _check_options(ref, given, builtin.options, builtin.required)
-        return builtin.factory(**given)
+        return functools.partial(builtin.factory, **given)
     if ":" not in ref:
         raise ValueError(
             f"workload {ref!r} is neither a built-in ({', '.join(sorted(_BUILTINS))}) "
@@ -88,10 +102,7 @@ def resolve_workload(
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"workload {ref!r}: {module_name} has no callable {attr!r}")
-    workload = factory()
-    if not isinstance(workload, Workload):
-        raise ValueError(f"workload {ref!r}: {attr}() returned {type(workload)!r}, not Workload")
-    return workload
+    return factory
 
 
 def _check_options(

@@ -102,11 +102,11 @@ def test_pages_on_an_empty_store_and_a_failed_job(
     assert "no bitprism store" in missing.error[0].value
 
 
-def test_the_jobs_form_starts_a_job_through_the_cli(
+def test_the_jobs_form_submits_as_bitprism_submit_does(
     empty_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The form's job runs as `bitprism search SPEC.yaml` in the background and lands in the
-    store; a bad workload is reported from its log, a bad field before anything starts."""
+    """The form's job is submitted (stored queued, its driver in the background) and lands in
+    the store; a bad workload or field is refused before anything is stored."""
     from bitprism.search.schema import JobStatus
     from bitprism.search.store import Store
 
@@ -120,13 +120,13 @@ def test_the_jobs_form_starts_a_job_through_the_cli(
     page.button[0].click().run(timeout=60)
     assert not page.error, [e.value for e in page.error]
     assert "from-form" in page.success[0].value
-    spec = tmp_path / "bitprism-runs" / "submitted" / "from-form.yaml"
+    spec = tmp_path / "bitprism-runs" / "from-form" / "job.yaml"
     assert spec.is_file()
     store = Store(empty_store, create=False)
     deadline = time.monotonic() + 240
     while (job := store.job("from-form")) is None or job.status is not JobStatus.DONE:
         assert time.monotonic() < deadline, (
-            tmp_path / "bitprism-runs/submitted/from-form.log"
+            tmp_path / "bitprism-runs/from-form/job.log"
         ).read_text()
         time.sleep(2)
     assert len([t for t in store.trials("from-form") if t.number is not None]) == 2
@@ -134,7 +134,8 @@ def test_the_jobs_form_starts_a_job_through_the_cli(
     page.text_input[0].set_value("no.such.module:make")
     page.text_input[1].set_value("broken-form")
     page.button[0].click().run(timeout=60)
-    assert "stopped at once" in page.error[0].value and "no.such" in page.error[0].value
+    assert "cannot import module 'no.such.module'" in page.error[0].value
+    assert store.job("broken-form") is None  # refused before anything was stored
     page.text_input[0].set_value("")
     page.text_input[1].set_value("bad id!")
     page.button[0].click().run(timeout=60)

@@ -52,8 +52,13 @@ def test_predicted_damage_ranks_single_choices_as_measured(digits) -> None:  # t
             if not form.is_identity:
                 predicted.append(table.forms[layer.name][form])
                 actual.append(measured(Candidate.from_dict({layer.name: form})))
-                if form.rank_fraction == 1.0 and form.weight_bits >= 4:  # the diagonal's regime
-                    assert predicted[-1] == pytest.approx(actual[-1], rel=0.6), (layer.name, form)
+                if form.rank_fraction == 1.0 and form.weight_bits == 4:  # the diagonal's regime
+                    assert predicted[-1] == pytest.approx(actual[-1], rel=0.3), (layer.name, form)
+                elif form.rank_fraction == 1.0 and form.weight_bits >= 7:
+                    # Damage ~1e-3, where the cross-terms the diagonal leaves out weigh as much:
+                    # measured 0.45x to 1.6x on digits models trained on two CPU kinds.
+                    ratio = predicted[-1] / actual[-1]
+                    assert 1 / 3 < ratio < 3, (layer.name, form, ratio)
         for keep, omega in table.keeps.get(layer.name, {}).items():
             predicted.append(omega)
             actual.append(measured(Candidate.from_dict({layer.name: LayerChoice(keep=keep)})))

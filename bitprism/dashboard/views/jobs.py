@@ -1,37 +1,28 @@
 """Jobs: every job of the store with its state, progress and best verified numbers; a form
-that starts a job and a button that interrupts a running one. Refreshes itself while a job
-runs."""
+that submits a job (as `bitprism submit` does) and a button that cancels a queued or running
+one (as `bitprism cancel` does). Refreshes itself every few seconds."""
 
 from __future__ import annotations
 
-import datetime as dt
-import subprocess
-from pathlib import Path
-
 import streamlit as st
 
-from bitprism.config import Sampler, SpecError
+from bitprism.config import Sampler
 from bitprism.dashboard.context import queries
-from bitprism.dashboard.queries import JobRow
-from bitprism.dashboard.submit import form_spec, interrupt, start_job
+from bitprism.dashboard.submit import form_spec
+from bitprism.report import ran
+from bitprism.search.jobs import cancel, submit
+from bitprism.search.store import Store
 from bitprism.workloads.registry import builtin_workloads
-
-EARLY_FAILURE_S = 8.0  # a job still running after this got past its checks
 
 st.title("Jobs")
 store = queries()
-
-
-def _duration(row: JobRow) -> str:
-    seconds = int((row.updated_at - row.created_at) / dt.timedelta(seconds=1))
-    return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 @st.fragment(run_every=5)
 def job_table() -> None:
     rows = store.jobs()
     if not rows:
-        st.info(f"No jobs in {store.url} yet. Start one below or with `bitprism search`.")
+        st.info(f"No jobs in {store.url} yet. Start one below or with `bitprism submit`.")
         return
     st.dataframe(
         [
@@ -45,8 +36,9 @@ def job_table() -> None:
                 "pruned unmeasured": r.counts.get("pruned", 0),
                 "best accuracy": r.best_accuracy,
                 "fastest": None if r.best_speedup is None else f"{r.best_speedup:.2f}x",
-                "started": f"{r.created_at:%Y-%m-%d %H:%M}",
-                "running time": _duration(r),
+                "created": f"{r.created_at:%Y-%m-%d %H:%M}",
+                "running time": ran(r),
+                "where": r.submission or "",
                 "error": r.error or "",
             }
             for r in rows
@@ -54,13 +46,14 @@ def job_table() -> None:
         hide_index=True,
         width="stretch",
     )
-    running = [r for r in rows if r.driver]
-    if running:
+    active = [r for r in rows if r.status in ("queued", "pending", "running")]
+    if active:
         left, right = st.columns([3, 1])
-        chosen = left.selectbox("running job", [r.id for r in running])
-        if right.button("Interrupt", help="as Ctrl-C in its terminal; a resume continues it"):
-            holder = next(r for r in running if r.id == chosen)
-            st.toast(interrupt(holder.driver))
+        chosen = left.selectbox("queued or running job", [r.id for r in active])
+        if right.button(
+            "Cancel", help="its driver stops within seconds; `bitprism resume` continues it"
+        ):
+            st.toast(cancel(Store(store.url, create=False), chosen))
 
 
 job_table()
@@ -89,18 +82,10 @@ with st.expander("Start a job"), st.form("start"):
             "constraints": {"max_drop_pct": float(max_drop)},
         }
         try:
-            spec = form_spec(fields, store.url)
-        except SpecError as exc:
+            submitted = submit(form_spec(fields, store.url))
+        except ValueError as exc:  # SpecError, a bad workload reference, a taken job id
             st.error(str(exc))
         else:
-            log, process = start_job(spec, Path(spec.output_dir) / "submitted")
-            try:  # a bad workload or path fails within seconds, before the job is stored
-                code = process.wait(timeout=EARLY_FAILURE_S)
-            except subprocess.TimeoutExpired:
-                st.success(f"started job {spec.job_id} (process {process.pid}; output: {log})")
-            else:
-                tail = log.read_text(errors="replace")[-2000:]
-                if code == 0:
-                    st.success(f"job {spec.job_id} already finished (output: {log})")
-                else:
-                    st.error(f"job {spec.job_id} stopped at once (exit {code}):\n\n{tail}")
+            st.success(
+                f"submitted job {submitted.job_id} ({submitted.where}); its output: {submitted.log}"
+            )
