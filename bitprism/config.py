@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bitprism.spaces.candidate import LayerChoice
+
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -50,6 +52,11 @@ class Sampler(StrEnum):
     TPE = "tpe"
     GP = "gp"
     RANDOM = "random"
+
+
+def _whole(value: float) -> float | int:
+    """A bit width as an int when it is one (4.0 -> 4; 4.5 stays, and is refused)."""
+    return int(value) if float(value).is_integer() else value
 
 
 class Knob(StrEnum):
@@ -218,6 +225,12 @@ class JobSpec(_Strict):
             for knob, values in knobs.items():
                 if not values:
                     raise ValueError(f"overrides.{pattern}.{knob.value}: empty list of values")
+                for value in values:  # the values no layer could take; the model says the rest
+                    whole = _whole(value) if knob is Knob.WEIGHT_BITS else value
+                    try:
+                        LayerChoice(**{knob.value: whole})  # type: ignore[arg-type]
+                    except ValueError as exc:
+                        raise ValueError(f"overrides.{pattern}.{knob.value}: {exc}") from None
         return self
 
     @classmethod

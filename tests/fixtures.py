@@ -282,3 +282,27 @@ def mha_tokens() -> Workload:
 def factory_raises() -> Workload:
     """A workload factory that fails when the job's driver builds it (after a submit)."""
     raise RuntimeError("the workload's data file is gone")
+
+
+def says_nan() -> Workload:
+    """A metric that returns NaN."""
+    workload = token_mlp()
+    return Workload("nan", workload.model, lambda m: float("nan"), workload.example_inputs)
+
+
+def always_hangs() -> Workload:
+    """A metric that never returns, on the fp32 model too."""
+    workload = token_mlp()
+
+    def evaluate(m: nn.Module) -> float:
+        import time
+
+        time.sleep(600)
+        return 0.0
+
+    return Workload("hangs-always", workload.model, evaluate, workload.example_inputs)
+
+
+def not_a_workload() -> dict[str, str]:
+    """A factory that returns something else than a Workload."""
+    return {"model": "resnet"}

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from bitprism.config import JobSpec, SpecError
+from bitprism.kernels.base import get_backend
 from bitprism.paths import check_store_url, writable_dir
 from bitprism.search.lease import LEASE_TTL_S, dead_here
 from bitprism.search.schema import ACTIVE, JobStatus
@@ -82,6 +83,7 @@ def submit(spec: JobSpec) -> Submitted:
     spec = settled(spec)
     check_store_url(spec.store, create=True)
     writable_dir(spec.output_dir, "output_dir")
+    get_backend(spec.backend)
     find_workload(spec.workload, data=spec.data, model_dir=spec.model_dir)
     store = Store(spec.store)
     job_id = spec.job_id or ""

@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, or_, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bitprism.paths import StoreError, check_store_url, engine_url
@@ -115,7 +115,12 @@ class Store:
         check_store_url(url, create=create)
         self.url = url
         self.engine = _engine(url)
-        _migrate(self.engine)
+        try:
+            _migrate(self.engine)
+        except OperationalError as exc:
+            shown = make_url(url).render_as_string(hide_password=True)
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise StoreError(f"cannot reach the database at {shown}: {reason}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -65,7 +65,13 @@ def resolve_workload(
         ValueError: naming the reference when it cannot be found or does not build a Workload,
             or the option it does not take (or lacks).
     """
-    workload = find_workload(ref, data=data, model_dir=model_dir)()
+    factory = find_workload(ref, data=data, model_dir=model_dir)
+    try:
+        workload = factory()
+    except ValueError:  # a built-in's own check of its data or folder: already names it
+        raise
+    except Exception as exc:  # the user's code failed: say whose, keep the cause chained
+        raise ValueError(f"workload {ref!r} failed to build: {type(exc).__name__}: {exc}") from exc
     if not isinstance(workload, Workload):
         name = ref.partition(":")[2] or ref
         raise ValueError(f"workload {ref!r}: {name}() returned {type(workload)!r}, not Workload")
