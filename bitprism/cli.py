@@ -170,6 +170,19 @@ def jobs(
     print_rows(console, ("jobs", rows, {}), json_out, csv_out)
 
 
+def _measured_on(trials: Any) -> list[str]:
+    """Where a job's trials were evaluated and timed, counted per host (and Ray node)."""
+    from collections import Counter
+
+    lines = []
+    for what, key in (("evaluated on", "evaluated_on"), ("timed on", "timed_on")):
+        counts = Counter(getattr(t, key) for t in trials if getattr(t, key))
+        if counts:
+            places = "; ".join(f"{place} ({n} trials)" for place, n in counts.most_common())
+            lines.append(f"{what}: {places}")
+    return lines
+
+
 def _when(job: Any) -> str:
     """Where and when a job ran, in one line."""
     where = f"submitted to {job.submission}" if job.submission else "run with `bitprism search`"
@@ -214,6 +227,11 @@ def status(
             "started_at": result.job.started_at,
             "finished_at": result.job.finished_at,
             "driver": result.job.driver,
+            "measured_on": [
+                {"trial": t.number, "evaluated_on": t.evaluated_on, "timed_on": t.timed_on}
+                for t in result.trials
+                if t.evaluated_on or t.timed_on
+            ],
             "error": result.job.error,
             "dropped": dropped,
             "rows": rows,
@@ -230,6 +248,8 @@ def status(
     )
     console.print(f"  runtime: {result.spec.runtime_label()}")
     console.print(f"  {_when(result.job)}")
+    for line in _measured_on(result.trials):
+        console.print(f"  {line}", soft_wrap=True)
     console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))
     if dropped:
         layers = len({d["layer"] for d in dropped})

@@ -50,6 +50,7 @@ def test_search_from_yaml_then_status_pareto_export(tmp_path: Path, store_url: s
     status = runner.invoke(app, ["status", "cli", "--store", store_url])
     assert status.exit_code == 0 and "done" in status.output and "6 complete" in status.output
     assert "6 of 6 trials" in status.output and "None" not in status.output
+    assert "evaluated on: " in status.output and "timed on: " in status.output
     front = runner.invoke(app, ["pareto", "cli", "--store", store_url])
     assert front.exit_code == 0 and "fp32" in front.output and " 16 " not in front.output
     rows = json.loads(runner.invoke(app, ["pareto", "cli", "--store", store_url, "--json"]).output)

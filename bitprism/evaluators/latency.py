@@ -46,6 +46,7 @@ class Comparison:
     speedup: float
     speedup_min: float
     speedup_max: float
+    timed_on: str = ""  # the host (and Ray node) and CPU that timed it: ratios are per node
 
     def metrics(self) -> dict[str, float]:
         """The stored metric names of this measurement."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ray
 import torch
 from torch import nn
 
@@ -25,7 +27,7 @@ from bitprism.compression.apply import PLAIN, CompressedLayer, compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
 from bitprism.config import LatencySpec, Methods, Precision
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.latency import Comparison, compare_latency
+from bitprism.evaluators.latency import Comparison, compare_latency, cpu_flags
 from bitprism.kernels.base import Artifact, RuntimeModule, get_backend
 from bitprism.kernels.onnx_export import export_base
 from bitprism.sensitivity.stats import candidate_stats
@@ -69,6 +71,7 @@ class TrialOutcome:
     onnx_sha256: str
     onnx_bytes: int
     note: str | None = None
+    evaluated_on: str = ""  # the host (and Ray node) that built and scored it
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def evaluate_candidate(
             f"compression itself moved it ({check.drift:.1%})"
         )
     )
-    return TrialOutcome(metrics, verified, str(path), sha256, len(data), note)
+    return TrialOutcome(metrics, verified, str(path), sha256, len(data), note, placement())
 
 
 def time_files(
@@ -172,7 +175,19 @@ def time_files(
     modules = load_against_fp32(
         backend, [Path(p).read_bytes() for p in paths], latency.threads, precision
     )
-    return compare_latency(modules, inputs, latency)
+    where = f"{placement()}; {cpu_flags()}"
+    return [
+        dataclasses.replace(c, timed_on=where) for c in compare_latency(modules, inputs, latency)
+    ]
+
+
+def placement() -> str:
+    """This process's host, and its Ray node when it runs in Ray: where a trial was measured
+    (a cluster's nodes may differ in CPU; a speed-up is always against fp32 on one node)."""
+    host = socket.gethostname()
+    if not ray.is_initialized():
+        return host
+    return f"{host} (Ray node {ray.get_runtime_context().get_node_id()[:12]})"
 
 
 def load_against_fp32(

@@ -196,7 +196,8 @@ class SearchLoop:
             if timing.error is None:
                 metrics = {**outcome.metrics, **timing.value[0].metrics(), **self.timed_at}
                 pending = _Pending(None, row, baseline)
-                self.reference = self._complete(pending, metrics, _artifact(outcome), bar)
+                where = (outcome.evaluated_on, timing.value[0].timed_on)
+                self.reference = self._complete(pending, metrics, _artifact(outcome), bar, where)
                 return
             done = timing
         self.store.end_trial(row, TrialState.FAILED, done.error or "")
@@ -226,6 +227,7 @@ class SearchLoop:
             previous.metrics,
             previous.artifact,
             bar,
+            (previous.evaluated_on, previous.timed_on),
             note=f"same candidate as {source}; reused",
         )
         return 1
@@ -293,8 +295,10 @@ class SearchLoop:
             if done.error is not None:
                 self._fail(pending, f"timing failed: {done.error}", bar, outcome)
                 continue
-            metrics = {**outcome.metrics, **done.value[i + 1].metrics(), **self.timed_at}
-            self._complete(pending, metrics, _artifact(outcome), bar, note=outcome.note)
+            timed = done.value[i + 1]
+            metrics = {**outcome.metrics, **timed.metrics(), **self.timed_at}
+            where = (outcome.evaluated_on, timed.timed_on)
+            self._complete(pending, metrics, _artifact(outcome), bar, where, note=outcome.note)
         if not self.spec.keep_all_files:
             self._drop_unused_files()
 
@@ -325,15 +329,24 @@ class SearchLoop:
         metrics: dict[str, float],
         artifact: ArtifactRecord,
         bar: SearchProgress,
+        where: tuple[str | None, str | None],
         note: str | None = None,
     ) -> TrialRecord:
         if pending.trial is not None:
             metrics = {**metrics, **self.predicted.get(pending.candidate.digest(), {})}
-        self.store.complete_trial(pending.row, metrics, True, artifact, note=note)
+        self.store.complete_trial(pending.row, metrics, True, artifact, note=note, where=where)
         number = None if pending.trial is None else pending.trial.number
         role = TrialRole.REFERENCE if pending.trial is None else TrialRole.SEARCH
         record = TrialRecord(
-            number, role, TrialState.COMPLETE, pending.candidate, metrics, True, artifact=artifact
+            number,
+            role,
+            TrialState.COMPLETE,
+            pending.candidate,
+            metrics,
+            True,
+            artifact=artifact,
+            evaluated_on=where[0],
+            timed_on=where[1],
         )
         if self._reusable(role):
             self.done.setdefault(pending.candidate.digest(), record)
@@ -363,6 +376,7 @@ class SearchLoop:
                 _artifact(outcome),
                 note=error,
                 state=TrialState.FAILED,
+                where=(outcome.evaluated_on, None),
             )
         if pending.trial is not None:
             pending.trial.set_user_attr("bitprism_error", error[:2000])

@@ -117,6 +117,10 @@ class Trial(Base):
     candidate_hash: Mapped[str] = mapped_column(String(32), index=True)
     verified: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Where it was measured: the host (and Ray node) that built and scored it, and the host
+    # and CPU that timed it against fp32 (a cluster's nodes may differ).
+    evaluated_on: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    timed_on: Mapped[str | None] = mapped_column(String(400), nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     job: Mapped[Job] = relationship(back_populates="trials")

@@ -71,6 +71,8 @@ class TrialRecord:
     error: str | None = None
     artifact: ArtifactRecord | None = None
     origin: TrialOrigin = TrialOrigin.SAMPLER
+    evaluated_on: str | None = None  # host (and Ray node) that built and scored it
+    timed_on: str | None = None  # host (and Ray node) and CPU that timed it
 
 
 @dataclass(frozen=True)
@@ -342,15 +344,18 @@ class Store:
         artifact: ArtifactRecord | None,
         note: str | None = None,
         state: TrialState = TrialState.COMPLETE,
+        where: tuple[str | None, str | None] = (None, None),
     ) -> None:
         """Record what a trial measured; ``state=FAILED`` keeps the numbers of a rejected one,
-        ``PRUNED`` the predictions of an unmeasured one (``verified`` None: no file)."""
+        ``PRUNED`` the predictions of an unmeasured one (``verified`` None: no file); ``where``:
+        the host that evaluated it and the host and CPU that timed it."""
         with self._session() as s:
             trial = _get_trial(s, trial_id)
             trial.state = state
             trial.verified = verified
             trial.error = note
             trial.finished_at = dt.datetime.now(dt.UTC)
+            trial.evaluated_on, trial.timed_on = where
             trial.metrics = [Metric(name=k, value=float(v)) for k, v in sorted(metrics.items())]
             if artifact is not None:
                 s.add(
@@ -531,6 +536,8 @@ def _trial_record(trial: Trial) -> TrialRecord:
         role=trial.role,
         state=trial.state,
         origin=trial.origin,
+        evaluated_on=trial.evaluated_on,
+        timed_on=trial.timed_on,
         candidate=Candidate.from_dict(
             {
                 c.layer: {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from bitprism.config import SpecError
+from bitprism.evaluators.latency import cpu_flags
 from bitprism.search import lease
 from bitprism.search.driver import run_job
 from bitprism.search.lease import JobBusyError
@@ -54,6 +56,14 @@ def test_job_runs_stores_everything_and_stock_optuna_reads_it(any_store, tmp_pat
         assert m["latency_p10_ms"] <= m["latency_ms"] <= m["latency_p90_ms"]
         assert m["speedup_min"] <= m["speedup"] <= m["speedup_max"]
     assert reference[0].metrics["speedup"] == 1.0
+    # Where each was measured: the host and Ray node that evaluated it, and the CPU that timed
+    # it (fp32 and the candidate in the same passes, on one node).
+    host = socket.gethostname()
+    for trial in trials:
+        assert trial.evaluated_on is not None and trial.evaluated_on.startswith(
+            f"{host} (Ray node "
+        )
+        assert trial.timed_on is not None and trial.timed_on.endswith(cpu_flags())
     job = store.job("job")
     assert job is not None and job.status is JobStatus.DONE and job.space is not None
     study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(any_store))
