@@ -17,6 +17,13 @@ from bitprism.tables import print_rows
 
 app = typer.Typer()
 WaitOpt = Annotated[bool, typer.Option(help="Wait for the job to end and report it.")]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="BITPRISM_RAY_ADDRESS",
+        help="A Ray cluster's dashboard (e.g. http://127.0.0.1:8265): run the job there.",
+    ),
+]
 
 
 @app.command()
@@ -27,16 +34,18 @@ def submit(
     store: Annotated[
         str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL (else the spec's).")
     ] = None,
+    address: AddressOpt = None,
     wait: WaitOpt = False,
 ) -> None:
-    """Store a job and run it in the background; `status`, `logs` and `cancel` follow it."""
+    """Store a job and run it in the background (here, or on a Ray cluster with --address);
+    `status`, `logs` and `cancel` follow it."""
     from bitprism.config import JobSpec
     from bitprism.search.jobs import submit as submit_job
 
     updates = {"job_id": job_id, "trials": trials, "store": store}
     with _errors():
         spec = JobSpec.from_yaml(spec_file, **{k: v for k, v in updates.items() if v is not None})
-        started = submit_job(spec)
+        started = submit_job(spec, address)
     _started(started, spec.store if store is None else store, wait)
 
 
@@ -45,15 +54,17 @@ def resume(
     job: str,
     trials: Annotated[int | None, typer.Option(help="A new trial budget.")] = None,
     store: StoreOpt = DEFAULT_STORE,
+    address: AddressOpt = None,
     wait: WaitOpt = False,
 ) -> None:
-    """Run a stopped job again in the background, from where it stopped."""
+    """Run a stopped job again in the background, from where it stopped (where it ran
+    before, unless --address names a cluster)."""
     from bitprism.search.jobs import resume as resume_job
     from bitprism.search.store import Store
 
     with _errors():
         opened = Store(store, create=False)
-        started = resume_job(opened, job, trials)
+        started = resume_job(opened, job, trials, address)
     _started(started, store, wait)
 
 
@@ -73,8 +84,8 @@ def logs(
     store: StoreOpt = DEFAULT_STORE,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Until the job ends.")] = False,
 ) -> None:
-    """Print a submitted job's driver output."""
-    from bitprism.search.jobs import log_path
+    """Print a submitted job's driver output (a Ray job's from its cluster)."""
+    from bitprism.search.jobs import log_path, ray_logs
     from bitprism.search.schema import ACTIVE
     from bitprism.search.store import Store
 
@@ -83,11 +94,19 @@ def logs(
         record = opened.job(job)
         if record is None:
             raise ValueError(f"no job {job!r} in {store}")
+        remote = ray_logs(record)
+    if remote is not None:
+        shown = 0
+        while True:
+            typer.echo(remote[shown:], nl=False)
+            shown = len(remote)
+            if not follow or opened.job_status(job) not in ACTIVE:
+                return
+            time.sleep(1.0)
+            remote = ray_logs(record) or remote
     path = log_path(record)
     if not path.is_file():
-        _fail(
-            f"job {job!r} has no log at {path} (it was run with `bitprism search`, not submitted)"
-        )
+        _fail(f"job {job!r} has no log at {path} (run with `bitprism search`, not submitted)")
     with path.open("rb") as log:
         while True:
             chunk = log.read()
@@ -108,6 +127,7 @@ def batch(
     store: Annotated[
         str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL (else each spec's).")
     ] = None,
+    address: AddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run many jobs, at most --max-concurrent at a time, then print a summary table.
@@ -135,7 +155,7 @@ def batch(
                 time.sleep(1.0)
                 running = [(j, u) for j, u in running if _active(u, j)]
             with _errors():
-                submitted = submit(spec)
+                submitted = submit(spec, address)
             started.append((submitted.job_id, spec.store))
             running.append((submitted.job_id, spec.store))
             spinner.update(f"{len(started)} of {len(specs)} jobs started; {len(running)} running")
@@ -175,10 +195,11 @@ def _summary(store: Any, job_id: str) -> dict[str, Any]:
 
 
 def _started(started: Any, store: str, wait: bool) -> None:
+    log = f"; log {started.log}" if started.log else ""
     console.print(
-        f"job [bold]{started.job_id}[/bold] queued and started ({started.where}); log "
-        f"{started.log}\n  follow it: bitprism status {started.job_id} / bitprism logs "
-        f"{started.job_id} -f / bitprism cancel {started.job_id}"
+        f"job [bold]{started.job_id}[/bold] queued and started ({started.where}){log}\n"
+        f"  follow it: bitprism status {started.job_id} / bitprism logs {started.job_id} -f / "
+        f"bitprism cancel {started.job_id}"
     )
     if wait:
         from bitprism.search.jobs import wait as wait_for

@@ -2,12 +2,16 @@
 ``bitprism submit``, ``resume``, ``batch`` and the dashboard's job form take.
 
 Submitting checks the spec, the store and the workload reference, stores the job as
-``queued`` with its spec, writes the spec as YAML beside a log file
-(``<output_dir>/<job_id>/job.yaml`` and ``job.log``), and starts the job's driver,
-``bitprism search job.yaml``, as a background process of this machine with embedded Ray.
-The driver is the same code as the CLI's ``search``; the store is the only channel back:
-status and progress, errors (a driver whose workload fails to build marks the job failed),
-and cancels, which the driver polls (:mod:`bitprism.search.lease`) wherever it runs.
+``queued`` with its spec, writes the spec as YAML (``<output_dir>/<job_id>/job.yaml``), and
+starts the job's driver, ``bitprism search job.yaml``: as a background process of this
+machine with embedded Ray (its output in ``job.log`` beside the spec), or, given a Ray
+cluster's dashboard address, as a Ray job through Ray's Job Submission API (the spec travels
+as the job's working directory; the driver attaches to the cluster and its trials run on the
+cluster's nodes; Ray keeps its output). The driver is the same code as the CLI's
+``search``; the store is the only channel back: status and progress, errors (a driver whose
+workload fails to build marks the job failed), and cancels, which the driver polls
+(:mod:`bitprism.search.lease`) wherever it runs. On a cluster the store must be one every
+node reaches (PostgreSQL), and ``output_dir`` a path the head node can write.
 
 Why processes and not a scheduler of our own: each job is one driver holding its job's lease
 in the store, so nothing else needs to know which jobs run; Ray (local, or a cluster the
@@ -25,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,8 +51,8 @@ class Submitted:
 
     job_id: str
     where: str
-    log: Path
-    process: subprocess.Popen[bytes]
+    log: Path | None  # the local driver's output (a Ray job's is Ray's: `bitprism logs`)
+    process: subprocess.Popen[bytes] | None  # the local driver (None on a cluster)
 
 
 def new_job_id(workload: str) -> str:
@@ -73,14 +78,16 @@ def settled(spec: JobSpec) -> JobSpec:
     return spec.model_copy(update=updates)
 
 
-def submit(spec: JobSpec) -> Submitted:
-    """Store ``spec`` as a queued job and start its driver in the background.
+def submit(spec: JobSpec, address: str | None = None) -> Submitted:
+    """Store ``spec`` as a queued job and start its driver in the background: here, or on the
+    Ray cluster whose dashboard is at ``address`` (e.g. ``http://127.0.0.1:8265``).
 
     Raises:
-        SpecError / ValueError: a bad spec, store, output folder or workload reference, or a
-            job id already taken (named); nothing was written.
+        SpecError / ValueError: a bad spec, store, output folder or workload reference, an
+            unreachable cluster, or a job id already taken (named); nothing was written.
     """
     spec = settled(spec)
+    client = None if address is None else ray_client(address)
     check_store_url(spec.store, create=True)
     writable_dir(spec.output_dir, "output_dir")
     get_backend(spec.backend)
@@ -100,11 +107,15 @@ def submit(spec: JobSpec) -> Submitted:
         )
     except ValueError:  # another submit of the same id won the insert
         raise SpecError(_exists(store.job(job_id))) from None
-    return _launch(store, spec)
+    return _launch(store, spec, client, address)
 
 
-def resume(store: Store, job_id: str, trials: int | None = None) -> Submitted:
-    """Queue a stopped job again (optionally with a new trial budget) and start its driver.
+def resume(
+    store: Store, job_id: str, trials: int | None = None, address: str | None = None
+) -> Submitted:
+    """Queue a stopped job again (optionally with a new trial budget) and start its driver:
+    on ``address``'s cluster, else where it was submitted to before (here, for a job first
+    run with ``bitprism search``).
 
     Raises:
         SpecError: no such job, or it is still active (queued, or held by a driver that is
@@ -129,8 +140,10 @@ def resume(store: Store, job_id: str, trials: int | None = None) -> Submitted:
     if trials is not None:
         data["trials"] = trials
     spec = settled(JobSpec.model_validate(data))
+    address = address or _ray_address(job.submission)
+    client = None if address is None else ray_client(address)
     store.update_job(job_id, status=JobStatus.QUEUED, spec=spec.model_dump(mode="json"))
-    return _launch(store, spec)
+    return _launch(store, spec, client, address)
 
 
 def cancel(store: Store, job_id: str) -> str:
@@ -154,8 +167,32 @@ def cancel(store: Store, job_id: str) -> str:
 
 
 def log_path(job: JobRecord) -> Path:
-    """Where a submitted job's driver writes its output."""
+    """Where a job's local driver writes its output."""
     return Path(job.spec["output_dir"]) / job.id / LOG_NAME
+
+
+def ray_logs(job: JobRecord) -> str | None:
+    """The output of a job's driver that ran as a Ray job (None: it did not); raises the
+    SpecError of :func:`ray_client` when the cluster is gone."""
+    address = _ray_address(job.submission)
+    if address is None or job.submission is None:
+        return None
+    return str(ray_client(address).get_job_logs(job.submission.split()[-1]))
+
+
+def ray_client(address: str) -> Any:
+    """Ray's Job Submission client of the cluster whose dashboard is at ``address``.
+
+    Raises:
+        SpecError: naming the address, when no cluster answers there.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # ConnectionError, or Ray's own for a dashboard that is not one
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(f"cannot reach a Ray cluster's dashboard at {address}: {reason}") from None
 
 
 def wait(store: Store, job_ids: list[str], poll_s: float = 2.0) -> list[JobRecord]:
@@ -167,13 +204,17 @@ def wait(store: Store, job_ids: list[str], poll_s: float = 2.0) -> list[JobRecor
         time.sleep(poll_s)
 
 
-def _launch(store: Store, spec: JobSpec) -> Submitted:
-    """Write the spec and start ``bitprism search`` on it, detached from this process."""
+def _launch(
+    store: Store, spec: JobSpec, client: Any = None, address: str | None = None
+) -> Submitted:
+    """Write the spec and start ``bitprism search`` on it: detached here, or as a Ray job."""
     job_id = spec.job_id or ""
     folder = spec.output_dir / job_id
     folder.mkdir(parents=True, exist_ok=True)
     spec_file = folder / SPEC_NAME
     spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if client is not None:
+        return _launch_on_ray(store, job_id, folder, client, address or "")
     log = folder / LOG_NAME
     try:
         with log.open("ab") as out:
@@ -190,6 +231,31 @@ def _launch(store: Store, spec: JobSpec) -> Submitted:
     where = f"local pid {process.pid} on {socket.gethostname()}"
     store.update_job(job_id, submission=where, error=None)
     return Submitted(job_id, where, log, process)
+
+
+def _launch_on_ray(store: Store, job_id: str, folder: Path, client: Any, address: str) -> Submitted:
+    """Submit the driver as a Ray job: the spec travels as its working directory; the
+    cluster's own environment must have bitprism installed (the compose image does)."""
+    submission_id = f"bitprism-{job_id}-{secrets.token_hex(3)}"
+    try:
+        client.submit_job(
+            entrypoint=f"bitprism search {SPEC_NAME} --no-progress",
+            submission_id=submission_id,
+            runtime_env={"working_dir": str(folder), "excludes": [LOG_NAME, "onnx"]},
+            metadata={"bitprism_job": job_id},
+        )
+    except Exception as exc:
+        store.update_job(job_id, status=JobStatus.FAILED, error=f"Ray refused the job: {exc}")
+        raise SpecError(f"the Ray cluster at {address} refused job {job_id!r}: {exc}") from None
+    where = f"ray {address} {submission_id}"
+    store.update_job(job_id, submission=where, error=None)
+    return Submitted(job_id, where, None, None)
+
+
+def _ray_address(submission: str | None) -> str | None:
+    """The cluster address of a job submitted to Ray (``ray ADDRESS ID``), else None."""
+    parts = (submission or "").split()
+    return parts[1] if len(parts) == 3 and parts[0] == "ray" else None
 
 
 def _exists(job: JobRecord | None) -> str:

@@ -47,14 +47,21 @@ class _Task:
 class RayPool:
     """Evaluations in parallel, timing alone; each task is cancelled after ``timeout_s``.
 
-    A task whose worker process dies is retried once; one that raises is not.
+    A task whose worker process dies is retried once; one that raises is not. Ray is the one
+    already initialised, else the cluster ``$RAY_ADDRESS`` names (set for a driver that Ray's
+    Job Submission API starts), else a local Ray of ``workers`` CPUs started here.
     """
 
     def __init__(self, workers: int, timeout_s: float) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
         self._started = False
-        if not ray.is_initialized():
+        if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+            # A driver Ray's Job Submission API started on a cluster (or one pointed at a
+            # cluster): its trials run on the cluster's nodes.
+            ray.init(log_to_driver=False, logging_level=logging.ERROR)
+            self._started = True
+        elif not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(
                 address="local",
