@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -104,3 +105,40 @@ def test_four_jobs_at_once_on_one_store_while_the_dashboard_reads(
         assert all(t.state is TrialState.COMPLETE for t in trials)
         assert sum(t.role is TrialRole.REFERENCE for t in store.trials(job_id)) == 1
     assert reads and max(reads) == 4  # the reader saw finished jobs: fp32 and three trials
+
+
+def _evaluating_workers(session: int) -> list[int]:
+    """PIDs of the Ray workers of one driver's session that are evaluating a trial now."""
+    listed = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True)
+    found = []
+    for line in listed.stdout.splitlines():
+        pid, sid, args = line.split(maxsplit=2)
+        if int(sid) == session and args.startswith("ray::evaluate_candidate"):
+            found.append(int(pid))
+    return found
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_the_budget_is_exact(
+    store_url: str, tmp_path: Path
+) -> None:
+    budget = 8
+    submitted = jobs.submit(job_spec(store_url, tmp_path, trials=budget, workers=2, warm_start=0))
+    assert submitted.process is not None
+    store = Store(store_url)
+    killed: list[int] = []
+
+    def kill_one() -> bool:
+        busy = _evaluating_workers(submitted.process.pid)  # type: ignore[union-attr]
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            killed.append(busy[0])
+        return bool(killed) or store.job_status("job") in FINAL
+
+    _until(kill_one, 240, "no worker was seen evaluating a trial")
+    assert killed, "the job ended before a worker could be killed"
+    _until(lambda: store.job_status("job") in FINAL, 300, "the job did not end")
+    assert store.job_status("job") is JobStatus.DONE, submitted.log.read_text()[-3000:]  # type: ignore[union-attr]
+    trials = _search_trials(store, "job")
+    finished = [t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAILED)]
+    assert len(finished) == budget and len(set(finished)) == budget  # none lost or repeated
+    assert sum(t.state is TrialState.COMPLETE for t in trials) == budget  # the retry measured it
