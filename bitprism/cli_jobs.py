@@ -17,6 +17,10 @@ from bitprism.tables import print_rows
 
 app = typer.Typer()
 WaitOpt = Annotated[bool, typer.Option(help="Wait for the job to end and report it.")]
+SpecStoreOpt = Annotated[
+    str | None,
+    typer.Option(envvar="BITPRISM_STORE", help="Database URL (else the spec's own)."),
+]
 AddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -31,9 +35,7 @@ def submit(
     spec_file: Annotated[Path, typer.Argument(help="YAML job spec.")],
     job_id: Annotated[str | None, typer.Option(help="Job id (default: workload and time).")] = None,
     trials: Annotated[int | None, typer.Option(help="Trials to finish.")] = None,
-    store: Annotated[
-        str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL (else the spec's).")
-    ] = None,
+    store: SpecStoreOpt = None,
     address: AddressOpt = None,
     wait: WaitOpt = False,
 ) -> None:
@@ -124,9 +126,7 @@ def logs(
 def batch(
     spec_files: Annotated[list[Path], typer.Argument(help="YAML job specs.")],
     max_concurrent: Annotated[int, typer.Option(min=1, help="Jobs running at once.")] = 1,
-    store: Annotated[
-        str | None, typer.Option(envvar="BITPRISM_STORE", help="Database URL (else each spec's).")
-    ] = None,
+    store: SpecStoreOpt = None,
     address: AddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -25,7 +25,7 @@ from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
 from bitprism.search.guidance import guide
-from bitprism.search.jobs import new_job_id
+from bitprism.search.jobs import create_row, new_job_id
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import RayPool
@@ -169,14 +169,7 @@ def _fail_queued(spec: JobSpec, exc: Exception) -> None:
 
 def _create_job(store: Store, spec: JobSpec, job: PreparedJob) -> None:
     """Create the job row and record what preparing it found."""
-    job_id = spec.job_id or ""
-    store.create_job(
-        job_id,
-        spec.workload,
-        spec.model_dump(mode="json"),
-        study_name=f"bitprism-{job_id}",
-        model_hash=job.model_hash,
-    )
+    create_row(store, spec, model_hash=job.model_hash)
     _record_prepared(store, spec, job)
 
 

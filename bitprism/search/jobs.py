@@ -98,16 +98,18 @@ def submit(spec: JobSpec, address: str | None = None) -> Submitted:
     if existing is not None:
         raise SpecError(_exists(existing))
     try:
-        store.create_job(
-            job_id,
-            spec.workload,
-            spec.model_dump(mode="json"),
-            study_name=f"bitprism-{job_id}",
-            status=JobStatus.QUEUED,
-        )
+        create_row(store, spec, status=JobStatus.QUEUED)
     except ValueError:  # another submit of the same id won the insert
         raise SpecError(_exists(store.job(job_id))) from None
     return _launch(store, spec, client, address)
+
+
+def create_row(store: Store, spec: JobSpec, **fields: Any) -> None:
+    """The job's row: its spec as stored, its Optuna study named after it; ``fields`` are
+    :meth:`Store.create_job`'s (status, model_hash)."""
+    job_id = spec.job_id or ""
+    study = f"bitprism-{job_id}"
+    store.create_job(job_id, spec.workload, spec.model_dump(mode="json"), study, **fields)
 
 
 def resume(
