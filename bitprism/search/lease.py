@@ -14,6 +14,7 @@ from __future__ import annotations
 import _thread
 import os
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -57,6 +58,11 @@ class Lease:
                 f"job {self.job_id!r} is being run by another driver, {holder}; wait for it to "
                 f"finish (a killed driver's claim expires after {LEASE_TTL_S:g} s)"
             )
+        if threading.current_thread() is threading.main_thread():
+            # A process started in the background by a shell script, or by a parent that
+            # ignores Ctrl-C, inherits SIGINT ignored, and Python then raises no
+            # KeyboardInterrupt: neither Ctrl-C nor a cancel would stop this driver.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self._thread.start()
         return self
 

@@ -4,6 +4,7 @@ followed through the store, cancelled through the store, resumed to exactly thei
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -107,7 +108,13 @@ def test_cancel_stops_a_running_job_and_resume_finishes_its_budget(
     store_url: str, tmp_path: Path
 ) -> None:
     budget = 40  # token-mlp trials take a second or less: enough of them to cancel mid-run
-    jobs.submit(job_spec(store_url, tmp_path, trials=budget, workers=1, warm_start=0))
+    # Submitted from a process that ignores Ctrl-C (as a shell script's background job
+    # does): the driver inherits SIGINT ignored, and must still stop when cancelled.
+    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        jobs.submit(job_spec(store_url, tmp_path, trials=budget, workers=1, warm_start=0))
+    finally:
+        signal.signal(signal.SIGINT, ignoring)
     store = Store(store_url)
     deadline = time.monotonic() + 240
     while len(_complete(store, "job")) < 2:  # cancel mid-job, not before it starts
