@@ -136,7 +136,6 @@ def batch(
     """
     from bitprism.config import JobSpec
     from bitprism.search.jobs import settled, submit, wait
-    from bitprism.search.store import Store
 
     with _errors():
         specs = [
@@ -147,31 +146,40 @@ def batch(
     duplicated = sorted({i for i in ids if ids.count(i) > 1 and i is not None})
     if duplicated:
         _fail(f"the specs name the same job id more than once: {', '.join(duplicated)}")
+    stores: dict[str, Any] = {}  # URL -> Store
     started: list[tuple[str, str]] = []  # (job id, store)
     running: list[tuple[str, str]] = []
     with console.status("running jobs") as spinner:
         for spec in specs:
             while len(running) >= max_concurrent:
                 time.sleep(1.0)
-                running = [(j, u) for j, u in running if _active(u, j)]
+                running = [(j, u) for j, u in running if _active(stores, u, j)]
             with _errors():
                 submitted = submit(spec, address)
             started.append((submitted.job_id, spec.store))
             running.append((submitted.job_id, spec.store))
             spinner.update(f"{len(started)} of {len(specs)} jobs started; {len(running)} running")
         for job_id, url in running:
-            wait(Store(url), [job_id])
-    rows = [_summary(Store(url), job_id) for job_id, url in started]
+            wait(_opened(stores, url), [job_id])
+    rows = [_summary(_opened(stores, url), job_id) for job_id, url in started]
     print_rows(console, ("jobs", rows, {}), json_out, False)
     if any(row["status"] != "done" for row in rows):
         raise typer.Exit(code=1)
 
 
-def _active(url: str, job_id: str) -> bool:
+def _active(stores: dict[str, Any], url: str, job_id: str) -> bool:
     from bitprism.search.schema import ACTIVE
+
+    return _opened(stores, url).job_status(job_id) in ACTIVE
+
+
+def _opened(stores: dict[str, Any], url: str) -> Any:
+    """The batch's store at ``url``, opened (and migrated) once, not at every poll."""
     from bitprism.search.store import Store
 
-    return Store(url).job_status(job_id) in ACTIVE
+    if url not in stores:
+        stores[url] = Store(url)
+    return stores[url]
 
 
 def _summary(store: Any, job_id: str) -> dict[str, Any]:
