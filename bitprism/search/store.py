@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, or_, select, update
+from sqlalchemy import create_engine, event, func, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -435,10 +436,20 @@ class Store:
 
 
 def optuna_storage(url: str) -> Any:
-    """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies."""
+    """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies.
+
+    Its constructor creates Optuna's tables (and, on PostgreSQL, enum types) when missing, so
+    it runs under the schema lock: four drivers starting at once on a fresh database would
+    otherwise collide on ``CREATE TYPE studydirection``.
+    """
     import optuna
 
-    return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=_engine_kwargs(url))
+    engine = _engine(url)
+    try:
+        with _schema_lock(engine):
+            return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=_engine_kwargs(url))
+    finally:
+        engine.dispose()
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -465,13 +476,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _MIGRATING = threading.Lock()  # alembic's context is module-global: one migration at a time
+_SCHEMA_LOCK_KEY = 0x6269_7470  # "bitp": the PostgreSQL advisory lock of schema changes
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """One schema change at a time on a database.
+
+    Threads of this process (a dashboard's sessions, two submits) wait on a lock, as alembic's
+    command context is not thread-safe. Other processes wait on the database: a session-level
+    advisory lock on PostgreSQL, whose concurrent ``CREATE TABLE``/``CREATE TYPE`` otherwise
+    fail on a unique index; ``flock`` on the database file for SQLite, whose DDL runs outside a
+    transaction in Python's driver.
+    """
+    with _MIGRATING, ExitStack() as held:
+        if engine.dialect.name == "postgresql":
+            connection = held.enter_context(
+                engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            )
+            connection.execute(select(func.pg_advisory_lock(_SCHEMA_LOCK_KEY)))
+            held.callback(
+                lambda: connection.execute(select(func.pg_advisory_unlock(_SCHEMA_LOCK_KEY)))
+            )
+        elif engine.dialect.name == "sqlite" and engine.url.database:
+            database = held.enter_context(Path(engine.url.database).expanduser().open("ab"))
+            fcntl.flock(database, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _migrate(engine: Engine) -> None:
-    """Bring the schema to the newest alembic revision (idempotent). Other processes are
-    serialised by the database; threads of this one (a dashboard's sessions, two submits) by
-    a lock, as alembic's command context is not thread-safe."""
-    with _MIGRATING:
+    """Bring the schema to the newest alembic revision (idempotent), under the schema lock."""
+    with _schema_lock(engine):
         _upgrade(engine)
 
 

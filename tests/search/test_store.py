@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
 
@@ -64,6 +65,25 @@ def test_shares_the_database_with_optuna(any_store: str) -> None:
     tables = set(inspect(Store(any_store).engine).get_table_names())
     assert {"bp_jobs", "bp_trials", "bp_layer_choices", "bp_metrics", "bp_artifacts"} <= tables
     assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
+
+
+def _open_both(url: str) -> None:
+    optuna_storage(url)  # a driver's first step: Optuna's tables (and PostgreSQL enum types)
+    Store(url)
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(any_store: str) -> None:
+    """Four drivers started by one ``batch`` meet an empty database: each creates the schema.
+    Without the schema lock, PostgreSQL failed 2 runs in 3 on ``CREATE TYPE studydirection``."""
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_open_both, args=(any_store,)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    tables = set(inspect(Store(any_store).engine).get_table_names())
+    assert {"studies", "bp_jobs", "version_info"} <= tables
 
 
 def test_sqlite_stores_use_wal(store_url: str) -> None:
