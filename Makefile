@@ -18,7 +18,7 @@ demo: $(STAMP)
 		--store sqlite:///bitprism.db --job-id demo-digits --export out/best.onnx
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=30
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
@@ -36,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/mypy bitprism
 
 clean:
-	rm -rf out bitprism.db bitprism.db-wal bitprism.db-shm
+	rm -rf out bitprism.db bitprism.db-wal bitprism.db-shm bitprism.db-lock

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -435,8 +436,9 @@ class Store:
             return [_trial_record(t) for t in s.scalars(query)]
 
 
-def optuna_storage(url: str) -> Any:
-    """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies.
+def optuna_storage(url: str, **options: Any) -> Any:
+    """Optuna's RDB storage on the bitprism database, so stock Optuna can read the studies;
+    ``options`` are RDBStorage's (a driver's turn on heartbeats: :mod:`.heartbeat`).
 
     Its constructor creates Optuna's tables (and, on PostgreSQL, enum types) when missing, so
     it runs under the schema lock: four drivers starting at once on a fresh database would
@@ -446,8 +448,11 @@ def optuna_storage(url: str) -> Any:
 
     engine = _engine(url)
     try:
-        with _schema_lock(engine):
-            return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=_engine_kwargs(url))
+        with _schema_lock(engine), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+            return optuna.storages.RDBStorage(
+                engine_url(url), engine_kwargs=_engine_kwargs(url), **options
+            )
     finally:
         engine.dispose()
 
@@ -486,8 +491,10 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
     Threads of this process (a dashboard's sessions, two submits) wait on a lock, as alembic's
     command context is not thread-safe. Other processes wait on the database: a session-level
     advisory lock on PostgreSQL, whose concurrent ``CREATE TABLE``/``CREATE TYPE`` otherwise
-    fail on a unique index; ``flock`` on the database file for SQLite, whose DDL runs outside a
-    transaction in Python's driver.
+    fail on a unique index; ``flock`` on a lock file beside a SQLite database, whose DDL runs
+    outside a transaction in Python's driver. (Not on the database file itself: closing any
+    descriptor of it drops the process's POSIX locks on it, SQLite's own included, after which
+    another process may remove the WAL index under this one's connections.)
     """
     with _MIGRATING, ExitStack() as held:
         if engine.dialect.name == "postgresql":
@@ -499,9 +506,14 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
                 lambda: connection.execute(select(func.pg_advisory_unlock(_SCHEMA_LOCK_KEY)))
             )
         elif engine.dialect.name == "sqlite" and engine.url.database:
-            database = held.enter_context(Path(engine.url.database).expanduser().open("ab"))
-            fcntl.flock(database, fcntl.LOCK_EX)  # released when the file closes
+            lock = held.enter_context(_sqlite_lock_file(engine.url.database).open("ab"))
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield
+
+
+def _sqlite_lock_file(database: str) -> Path:
+    """The file a SQLite store's schema changes lock (beside its ``-wal`` and ``-shm``)."""
+    return Path(f"{Path(database).expanduser()}-lock")
 
 
 def _migrate(engine: Engine) -> None:
