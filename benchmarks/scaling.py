@@ -7,9 +7,9 @@ Each worker count runs the same blind job (no warm start, the same seed) in a fr
 store; the rate counts search trials from the first one's start to the last one's end
 (preparation and the fp32 reference left out). The per-trial overhead is what the driver
 does around each trial besides waiting for it (Optuna's ask and tell on the RDB storage, the
-store's start and complete rows), timed apart on the same kind of store, against the median
-trial's own time in the one-worker run. Scaling beyond the machine's cores cannot be
-expected: the table says how many cores there were.
+trial's first heartbeat, the store's start and complete rows), timed apart on the same kind
+of store, against the median trial's own time in the one-worker run. Scaling beyond the
+machine's cores cannot be expected: the table says how many cores there were.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy import select
 from bitprism.config import JobSpec
 from bitprism.evaluators.latency import cpu_flags
 from bitprism.search.driver import run_job
+from bitprism.search.heartbeat import TrialHeartbeat, storage_options
 from bitprism.search.schema import Trial, TrialRole, TrialState
 from bitprism.search.store import Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
@@ -64,15 +65,18 @@ def job_rate(workload: str, trials: int, workers: int) -> tuple[float, float]:
 
 
 def overhead_ms(rounds: int = 50) -> float:
-    """Milliseconds of Optuna ask/tell and store rows per trial, on a fresh SQLite store."""
+    """Milliseconds of Optuna ask/tell, the trial's first heartbeat and its store rows per
+    trial, on a fresh SQLite store."""
     folder = Path(tempfile.mkdtemp(prefix="bitprism-overhead-"))
     url = f"sqlite:///{folder / 'store.db'}"
     store = Store(url)
     store.create_job("o", "w", {}, "bitprism-o")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna_storage(url, **storage_options(None))
     study = optuna.create_study(
-        study_name="bitprism-o", storage=optuna_storage(url), directions=["maximize"] * 3
+        study_name="bitprism-o", storage=storage, directions=["maximize"] * 3
     )
+    beats = TrialHeartbeat(storage)
     space = {"bits": optuna.distributions.CategoricalDistribution([2, 4, 7, 16])}
     metrics = {f"m{i}": float(i) for i in range(14)}  # a trial stores about this many
     candidate = Candidate.from_dict({f"layer{i}": {"weight_bits": 4} for i in range(8)})
@@ -80,8 +84,10 @@ def overhead_ms(rounds: int = 50) -> float:
     for _ in range(rounds):
         trial = study.ask(space)
         row = store.start_trial("o", trial.number, TrialRole.SEARCH, candidate)
+        beats.add(trial)
         store.complete_trial(row, metrics, True, None)
         study.tell(trial, [1.0, 2.0, 3.0])
+        beats.discard(trial)
     return (time.perf_counter() - start) / rounds * 1000
 
 

@@ -95,9 +95,12 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One local Ray for the session; bitprism reuses an initialised Ray instead of starting one."""
     import ray
 
+    from bitprism.search.parallel import LANE
+
     ray.init(
         address="local",
         num_cpus=2,
+        resources={LANE: 1},  # as a local Ray that bitprism starts declares
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=256 * 1024**2,

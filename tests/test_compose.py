@@ -3,13 +3,17 @@ by the compose client where it is installed; no Docker engine runs here or in CI
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from bitprism.search.parallel import LANE
 
 ROOT = Path(__file__).parents[1]
 
@@ -36,4 +40,8 @@ def test_the_compose_file_is_valid_and_binds_loopback_only() -> None:
         gpu["capabilities"] == ["gpu"] and "--num-gpus=1" in services["ray-worker-gpu"]["command"]
     )
     assert "ray-head:6379" in services["ray-worker"]["command"]
+    for node in ("ray-head", "ray-worker", "ray-worker-gpu"):  # each its own timing lane
+        command = shlex.split(services[node]["command"])
+        resources = next(c for c in command if c.startswith("--resources="))
+        assert json.loads(resources.removeprefix("--resources=")) == {LANE: 1}, node
     assert "torch==2.13.0" in (ROOT / "Dockerfile").read_text()  # the CPU build, pinned

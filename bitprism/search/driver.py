@@ -25,10 +25,11 @@ from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
 from bitprism.search.guidance import guide
+from bitprism.search.heartbeat import LOST, StaleCallback, TrialHeartbeat, storage_options
 from bitprism.search.jobs import create_row, new_job_id
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
-from bitprism.search.parallel import RayPool
+from bitprism.search.parallel import NO_LANES, RayPool
 from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
@@ -125,7 +126,10 @@ def _search(
     job_id = spec.job_id or ""
     space = _check_resume(store, spec, job, batch=inputs[0].shape[0])
     job = dataclasses.replace(job, space=space)
-    study = _study(spec)
+    record = store.job(job_id)
+    assert record is not None  # held by this driver
+    storage = optuna_storage(spec.store, **storage_options(_lost_trial(store, job_id)))
+    study = _study(spec, record.study_name, storage)
     _recover(store, study, job_id, spec)
     seeds: list[Seed] = []
     predictor: Predictor | None = None
@@ -140,9 +144,19 @@ def _search(
     ctx = eval_context(spec, job)
     store.update_job(job_id, status=JobStatus.RUNNING)
     pool = RayPool(spec.workers, spec.trial_timeout_s)
+    notes = notes if pool.lanes else (*notes, NO_LANES)
     try:
         loop = SearchLoop(
-            spec, store, study, job.space, pool, pool.put(ctx), inputs, seeds, predictor
+            spec,
+            store,
+            study,
+            job.space,
+            pool,
+            pool.put(ctx),
+            inputs,
+            TrialHeartbeat(storage),
+            seeds,
+            predictor,
         )
         loop.run(progress, notes)
     finally:
@@ -226,11 +240,12 @@ def _check_resume(store: Store, spec: JobSpec, job: PreparedJob, batch: int) -> 
     return space
 
 
-def _study(spec: JobSpec) -> optuna.Study:
+def _study(spec: JobSpec, name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    """The job's Optuna study, by the name its row records (:func:`jobs.create_row`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     study = optuna.create_study(
-        study_name=f"bitprism-{spec.job_id}",
-        storage=optuna_storage(spec.store),
+        study_name=name,
+        storage=storage,
         load_if_exists=True,
         directions=[o.direction for o in spec.objectives],
         sampler=_sampler(spec),
@@ -241,19 +256,36 @@ def _study(spec: JobSpec) -> optuna.Study:
     return study
 
 
+def _lost_trial(store: Store, job_id: str) -> StaleCallback:
+    """Optuna's callback for a trial it failed for want of heartbeats: the store's row of
+    that trial is marked interrupted with the reason."""
+
+    def lost(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        for row_id, number in store.running_trials(job_id):
+            if number == trial.number:
+                store.end_trial(row_id, TrialState.INTERRUPTED, LOST)
+
+    return lost
+
+
 def _recover(store: Store, study: optuna.Study, job_id: str, spec: JobSpec) -> None:
     """Repair what a stopped driver left: store rows still running, Optuna trials asked but
-    never told. Seeds still waiting in Optuna's queue stay there: the resumed loop asks them
-    first (Optuna cannot tell a trial nobody asked)."""
+    never told. Optuna fails the trials whose heartbeats stopped (a driver killed long enough
+    ago, on any host); the rest are this job's too (the lease shows their driver is gone) and
+    are failed here. Seeds still waiting in Optuna's queue stay there: the resumed loop asks
+    them first (Optuna cannot tell a trial nobody asked)."""
     rows = {r.number: r for r in store.trials(job_id) if r.number is not None}
+    for frozen in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+        record = rows.get(frozen.number)
+        if record is not None and record.state is TrialState.COMPLETE:  # stored, never told
+            study.tell(frozen.number, [record.metrics[o.value] for o in spec.objectives])
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, still so in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # runs _lost_trial for each
     for row_id, _number in store.running_trials(job_id):
         store.end_trial(row_id, TrialState.INTERRUPTED, "driver stopped before the trial finished")
     for frozen in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
-        record = rows.get(frozen.number)
-        if record is not None and record.state is TrialState.COMPLETE:
-            study.tell(frozen.number, [record.metrics[o.value] for o in spec.objectives])
-        else:
-            study.tell(frozen.number, state=OptunaState.FAIL)
+        study.tell(frozen.number, state=OptunaState.FAIL)
 
 
 def _sampler(spec: JobSpec) -> optuna.samplers.BaseSampler:

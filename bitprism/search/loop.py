@@ -17,6 +17,7 @@ are pruned in a job, so a sampler stuck on dominated ground still ends.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from optuna.trial import TrialState as OptunaState
 
 from bitprism.config import JobSpec, Precision
 from bitprism.evaluators.worker import TrialOutcome, evaluate_candidate, time_files
+from bitprism.search.heartbeat import TrialHeartbeat
 from bitprism.search.parallel import Done, RayPool
 from bitprism.search.pareto import pareto_front
 from bitprism.search.progress import SearchProgress
@@ -69,9 +71,11 @@ class SearchLoop:
         pool: RayPool,
         ctx_ref: Any,
         timing_inputs: tuple[torch.Tensor, ...],
+        heartbeat: TrialHeartbeat,
         guided: Sequence[Seed] = (),
         predictor: Predictor | None = None,
     ) -> None:
+        self.heartbeat = heartbeat
         self.spec, self.store, self.study, self.space = spec, store, study, space
         self.guided = [seed.candidate for seed in guided]
         self.predictor = predictor
@@ -111,7 +115,7 @@ class SearchLoop:
         bar = SearchProgress(self.job_id, self.spec.trials, self.finished, enabled=progress)
         asked = self.finished
         try:
-            with bar:
+            with bar, self.heartbeat:
                 bar.announce(
                     f"{len(self.space.layers)} layers, {self.space.size():.3g} candidates; "
                     f"{self.spec.trials} trials on {self.spec.workers} Ray workers "
@@ -206,7 +210,9 @@ class SearchLoop:
     def _ask(self, bar: SearchProgress) -> int:
         """Ask the sampler for one trial and start it; returns how many trials of the budget
         that spent (0 when the proposal was pruned unmeasured)."""
-        trial = self.study.ask(self.space.distributions())
+        with warnings.catch_warnings():  # "supposed to be used with Study.optimize": we beat
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask(self.space.distributions())
         candidate = self.space.candidate(trial.params)
         origin = self._origin(trial, candidate)
         previous = self.done.get(candidate.digest())
@@ -217,6 +223,7 @@ class SearchLoop:
                 self.job_id, trial.number, TrialRole.SEARCH, candidate, origin
             )
             self.pending[row] = _Pending(trial, row, candidate)
+            self.heartbeat.add(trial)
             self.pool.submit(evaluate_candidate, row, self.ctx_ref, candidate)
             return 1
         # The sampler proposed a candidate already measured in this job: reuse, don't re-time.
@@ -354,7 +361,7 @@ class SearchLoop:
             prediction = self.predictor.predict(pending.candidate)
             self.measured.append((pending.trial.number, prediction))
         if pending.trial is not None:
-            self.study.tell(pending.trial, [metrics[o.value] for o in self.spec.objectives])
+            self._tell(pending.trial, [metrics[o.value] for o in self.spec.objectives])
         bar.advance(pending.trial is not None, metrics=metrics)
         return record
 
@@ -380,16 +387,26 @@ class SearchLoop:
             )
         if pending.trial is not None:
             pending.trial.set_user_attr("bitprism_error", error[:2000])
-            self.study.tell(pending.trial, state=OptunaState.FAIL)
+            self._tell(pending.trial, state=OptunaState.FAIL)
         unverified = outcome is not None and not outcome.verified
         bar.advance(pending.trial is not None, failed=True, unverified=unverified)
+
+    def _tell(
+        self,
+        trial: optuna.trial.Trial,
+        values: list[float] | None = None,
+        state: OptunaState | None = None,
+    ) -> None:
+        """Tell Optuna a trial's end and stop beating for it."""
+        self.study.tell(trial, values, state=state)
+        self.heartbeat.discard(trial)
 
     def _interrupt(self) -> None:
         self.pool.cancel_all()
         for pending in [*self.pending.values(), *(p for p, _ in self.untimed)]:
             self.store.end_trial(pending.row, TrialState.INTERRUPTED, "interrupted by the user")
             if pending.trial is not None:
-                self.study.tell(pending.trial, state=OptunaState.FAIL)
+                self._tell(pending.trial, state=OptunaState.FAIL)
         self.pending.clear()
         self.untimed.clear()
 

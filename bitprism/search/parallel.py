@@ -8,6 +8,12 @@
   timed cores. (It asks Ray for one CPU like any task: asking for all of them made Ray
   restart its worker processes around every timing round, ~5 s each, for no gain, since
   the pool already guarantees the slot is alone.)
+- **Timing lanes** keep other jobs off the timed node too. Each node declares one unit of the
+  custom resource :data:`LANE` (``ray start --resources '{"bitprism_lane": 1}'``; a local Ray
+  started here declares it). Evaluations take :data:`EVALUATION_SHARE` of it, so up to 100
+  share a node; a timing task takes it whole, so Ray starts it on a node where nothing of any
+  job is evaluating and starts no evaluation there until it ends. A cluster that declares no
+  lanes still gets the job's own slot; :attr:`RayPool.lanes` says which, and the job says so.
 
 Local Ray is started on demand (the embedded default); an already-initialised Ray (e.g. a
 cluster connection) is reused as is. The rest of bitprism only sees submit/wait.
@@ -27,6 +33,12 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 _OBJECT_STORE_BYTES = 512 * 1024**2
+LANE = "bitprism_lane"  # a node's timing lane (module docstring)
+EVALUATION_SHARE = 0.01
+NO_LANES = (
+    f"this Ray cluster declares no timing lanes ({LANE!r} on each node: `ray start --resources "
+    f"'{{\"{LANE}\": 1}}'`): other jobs' evaluations may share the cores a trial is timed on"
+)
 
 
 @dataclass(frozen=True)
@@ -69,20 +81,22 @@ class RayPool:
                 include_dashboard=False,
                 log_to_driver=False,
                 object_store_memory=_OBJECT_STORE_BYTES,
+                resources={LANE: 1},
                 logging_level=logging.ERROR,
                 _temp_dir=os.path.join(tempfile.gettempdir(), f"bitprism-ray-{os.getuid()}"),
             )
             self._started = True
         self._inflight: dict[ray.ObjectRef, _Task] = {}
         self._remotes: dict[Callable[..., Any], Any] = {}
+        self.lanes = ray.cluster_resources().get(LANE, 0) > 0
 
     def put(self, value: Any) -> Any:
         """Place a large shared argument in the object store once."""
         return ray.put(value)
 
     def submit(self, fn: Callable[..., Any], tag: Any, *args: Any) -> None:
-        """Start ``fn(*args)`` in the evaluation lane (one CPU)."""
-        ref = self._remote(fn).remote(*args)
+        """Start ``fn(*args)`` in the evaluation lane (one CPU, a share of a node's lane)."""
+        ref = self._remote(fn, EVALUATION_SHARE).remote(*args)
         self._inflight[ref] = _Task(tag, time.monotonic() + self.timeout_s)
 
     @property
@@ -111,7 +125,7 @@ class RayPool:
         """
         if self._inflight:
             raise RuntimeError(f"timing slot requested with {len(self._inflight)} tasks running")
-        ref = self._remote(fn).remote(*args)
+        ref = self._remote(fn, 1.0).remote(*args)
         ready, _ = ray.wait([ref], num_returns=1, timeout=self.timeout_s)
         if not ready:
             ray.cancel(ref, force=True)
@@ -130,10 +144,11 @@ class RayPool:
         if self._started:
             ray.shutdown()
 
-    def _remote(self, fn: Callable[..., Any]) -> Any:
+    def _remote(self, fn: Callable[..., Any], lane: float) -> Any:
+        """``fn`` as a Ray task of one CPU holding ``lane`` of its node's timing lane."""
         if fn not in self._remotes:
             self._remotes[fn] = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(fn)
-        return self._remotes[fn]
+        return self._remotes[fn].options(resources={LANE: lane} if self.lanes else {})
 
     def _timeout_message(self) -> str:
         return f"TimeoutError: no result after {self.timeout_s:g} s (trial_timeout_s); cancelled"

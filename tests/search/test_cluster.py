@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bitprism.search.parallel import LANE
 from bitprism.search.schema import JobStatus, TrialRole, TrialState
 from bitprism.search.store import Store
 
@@ -59,6 +60,7 @@ def cluster() -> Iterator[tuple[list[str], dict[str, str]]]:
     env.pop("RAY_ADDRESS", None)
     ray = [str(Path(sys.executable).parent / "ray"), "start", "--node-ip-address=127.0.0.1"]
     sizes = ["--num-cpus=1", "--memory=3000000000", "--object-store-memory=200000000"]
+    sizes.append(f"--resources={json.dumps({LANE: 1})}")  # each node's timing lane
     try:
         subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
         head = ["--head", "--port=6390", "--dashboard-host=127.0.0.1", "--dashboard-port=8290"]
@@ -110,6 +112,7 @@ def test_a_job_submitted_to_a_two_node_cluster_runs_on_both(
         [*bitprism, "logs", "cluster", "--store", url], env=env, capture_output=True, text=True
     )
     assert logs.returncode == 0 and "job cluster done" in logs.stdout, logs.stdout + logs.stderr
+    assert "declares no timing lanes" not in logs.stdout  # both nodes declared theirs
     status = subprocess.run(
         [*bitprism, "status", "cluster", "--store", url, "--json"],
         env=env, capture_output=True, text=True,

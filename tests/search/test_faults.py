@@ -10,12 +10,14 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 from bitprism.dashboard.queries import Queries
 from bitprism.search import jobs
+from bitprism.search.heartbeat import LOST, TRIAL_GRACE_S, TRIAL_HEARTBEAT_S
 from bitprism.search.schema import JobStatus, TrialRole, TrialState
-from bitprism.search.store import Store
+from bitprism.search.store import Store, optuna_storage
 from tests.fixtures import job_spec
 
 pytestmark = pytest.mark.slow
@@ -49,12 +51,18 @@ def test_a_driver_killed_mid_job_is_resumed_to_exactly_its_budget(
     def complete() -> list[int]:
         return [t.number for t in _search_trials(store, "job") if t.state is TrialState.COMPLETE]
 
-    _until(lambda: len(complete()) >= 2, 240, "the job never got going")
+    def running() -> bool:
+        return any(t.state is TrialState.RUNNING for t in _search_trials(store, "job"))
+
+    _until(lambda: len(complete()) >= 2 and running(), 240, "the job never got going")
     os.killpg(submitted.process.pid, signal.SIGKILL)  # the driver and the Ray it started
     submitted.process.wait(timeout=30)
     job = store.job("job")
     assert job is not None and job.status is JobStatus.RUNNING and job.driver is not None
     killed_at = len(complete())
+    in_flight = {t.number for t in _search_trials(store, "job") if t.state is TrialState.RUNNING}
+    assert in_flight  # one worker: a trial was running when the driver died
+    time.sleep(TRIAL_GRACE_S + TRIAL_HEARTBEAT_S)  # their heartbeats go stale
     resumed = jobs.resume(store, "job")  # its driver is gone from this machine: taken over
     _until(lambda: store.job_status("job") in FINAL, 300, "the resumed job did not end")
     assert store.job_status("job") is JobStatus.DONE, resumed.log.read_text()[-3000:]
@@ -63,6 +71,11 @@ def test_a_driver_killed_mid_job_is_resumed_to_exactly_its_budget(
     assert killed_at < budget
     states = [t.state for t in _search_trials(store, "job")]
     assert TrialState.RUNNING not in states  # what the dead driver left was repaired
+    lost = {t.number: t for t in _search_trials(store, "job") if t.number in in_flight}
+    assert all(t.state is TrialState.INTERRUPTED and t.error == LOST for t in lost.values())
+    study = optuna.load_study(study_name="bitprism-job", storage=optuna_storage(store_url))
+    failed = {t.number for t in study.trials if t.state is optuna.trial.TrialState.FAIL}
+    assert in_flight <= failed  # Optuna failed them: its heartbeat, not a guess
     assert sum(s is TrialState.COMPLETE for s in states) == budget
 
 

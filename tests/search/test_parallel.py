@@ -27,6 +27,25 @@ def test_the_timing_slot_refuses_to_share_the_machine() -> None:
     assert done.error is None and isinstance(done.value, int)
 
 
+def _span(seconds: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+def test_timing_waits_for_another_jobs_evaluation_on_the_node() -> None:
+    """Two jobs' pools on one node (the session's Ray has 2 CPUs, one lane): job B's timing
+    does not start while job A's evaluation runs, although a CPU is free."""
+    job_a, job_b = RayPool(workers=1, timeout_s=60), RayPool(workers=1, timeout_s=60)
+    assert job_a.lanes and job_b.lanes
+    job_a.submit(_span, "a", 3.0)
+    time.sleep(1.0)  # A's evaluation has started
+    timing = job_b.run_exclusive(_span, 0.0)
+    evaluation = job_a.wait_one()
+    assert timing.error is None and evaluation.error is None
+    assert timing.value[0] >= evaluation.value[1] - 0.05  # B timed only once A was done
+
+
 def test_a_task_past_its_timeout_is_cancelled_and_reported() -> None:
     pool = RayPool(workers=2, timeout_s=2)
     pool.submit(_pid_after, "slow", 120)
