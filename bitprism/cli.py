@@ -152,6 +152,7 @@ def jobs(
     store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
 ) -> None:
     """List the jobs in a store."""
+    from bitprism.search.lease import lost_driver
     from bitprism.search.store import Store
 
     with _errors():
@@ -160,7 +161,7 @@ def jobs(
         {
             "job": r.id,
             "workload": r.workload,
-            "status": r.status.value,
+            "status": r.status.value + (" (driver lost)" if lost_driver(r) else ""),
             "created": f"{r.created_at:%Y-%m-%d %H:%M}",
             "ran": ran(r),
             "where": r.submission or ("this shell" if r.started_at else ""),
@@ -202,6 +203,7 @@ def status(
     """Show a job's state, where and when it ran, trial counts and the errors of failed
     trials; with no job, every job in the store."""
     from bitprism.report import trial_rows
+    from bitprism.search.lease import lost_driver
 
     if job is None:
         jobs(store, json_out, csv_out)
@@ -227,6 +229,7 @@ def status(
             "started_at": result.job.started_at,
             "finished_at": result.job.finished_at,
             "driver": result.job.driver,
+            "driver_lost": lost_driver(result.job),
             "measured_on": [
                 {"trial": t.number, "evaluated_on": t.evaluated_on, "timed_on": t.timed_on}
                 for t in result.trials
@@ -248,6 +251,8 @@ def status(
     )
     console.print(f"  runtime: {result.spec.runtime_label()}")
     console.print(f"  {_when(result.job)}")
+    if lost := lost_driver(result.job):
+        console.print(f"  [yellow]{lost}[/yellow]", markup=True)
     for line in _measured_on(result.trials):
         console.print(f"  {line}", soft_wrap=True)
     console.print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"))

@@ -49,6 +49,7 @@ class JobRow:
     submission: str | None = None  # where it was submitted to run (None: `bitprism search`)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None  # the driver's last lease renewal
 
     @property
     def finished(self) -> int:
@@ -98,6 +99,7 @@ class Queries:
                     Job.submission,
                     Job.started_at,
                     Job.finished_at,
+                    Job.heartbeat_at,
                 ).order_by(Job.created_at.desc())
             ).all()
             counts = db.execute(
@@ -137,6 +139,7 @@ class Queries:
                 submission=job.submission,
                 started_at=job.started_at,
                 finished_at=job.finished_at,
+                heartbeat_at=job.heartbeat_at,
             )
             for job in jobs
         ]

@@ -12,6 +12,7 @@ the driver runs, so a cancel needs no signal, host or Ray address, only the stor
 from __future__ import annotations
 
 import _thread
+import datetime as dt
 import os
 import secrets
 import signal
@@ -19,6 +20,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 from bitprism.search.schema import JobStatus
 from bitprism.search.store import Store
@@ -86,6 +88,33 @@ class Lease:
             if time.monotonic() - beat >= _BEAT_S:
                 self.store.renew_lease(self.job_id, self.driver)
                 beat = time.monotonic()
+
+
+def lost_driver(job: Any, now: dt.datetime | None = None) -> str | None:
+    """Why a job that says it is pending or running has no live driver, or None.
+
+    Its driver renews the lease every ``LEASE_TTL_S / 6``; a lease left unrenewed for
+    ``LEASE_TTL_S`` means the driver was killed or its machine lost (on any host), and
+    ``bitprism resume`` takes the job over. ``job``: anything with id, status, driver and
+    heartbeat_at (a store record, a dashboard row).
+    """
+    if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        return None
+    beat = job.heartbeat_at
+    if beat is not None and beat.tzinfo is None:  # SQLite hands back naive UTC
+        beat = beat.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    if job.driver is None or beat is None:
+        if job.status != JobStatus.RUNNING:
+            return None  # a job run directly is pending a moment before its driver holds it
+        since = "no driver holds it"
+    else:
+        silent = (now - beat).total_seconds()
+        if silent <= LEASE_TTL_S:
+            return None
+        age = f"{silent:.0f} s" if silent < 120 else f"{silent // 60:.0f} min"
+        since = f"no heartbeat from its driver for {age}"
+    return f"driver lost ({since}); `bitprism resume {job.id}` continues it"
 
 
 def dead_here(holder: str) -> bool:

@@ -107,6 +107,7 @@ class JobRecord:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None  # the driver's last lease renewal
 
 
 class Store:
@@ -573,6 +574,7 @@ def _job_record(job: Job) -> JobRecord:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        heartbeat_at=job.heartbeat_at,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from bitprism.dashboard.queries import Queries
+from bitprism.search.lease import LEASE_TTL_S, lost_driver
 from bitprism.search.schema import JobStatus, TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
@@ -108,6 +111,26 @@ def test_lease_admits_one_driver_and_expires(any_store: str) -> None:
     assert store.job("j").driver == "c"  # type: ignore[union-attr]
     store.release_lease("j", "c")
     assert store.job("j").driver is None  # type: ignore[union-attr]
+
+
+def test_a_running_job_whose_lease_stopped_beating_reads_as_driver_lost(any_store: str) -> None:
+    store = Store(any_store)
+    store.create_job("j", "digits-cnn", {}, study_name="bitprism-j")
+    assert lost_driver(store.job("j")) is None  # pending, queued: not started yet
+    store.update_job("j", status=JobStatus.RUNNING)
+    assert "no driver holds it" in (lost_driver(store.job("j")) or "")
+    store.acquire_lease("j", "host:1:ab", ttl_s=LEASE_TTL_S)
+    job = store.job("j")
+    assert job is not None and job.heartbeat_at is not None
+    assert lost_driver(job) is None  # beating
+    later = job.heartbeat_at.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=LEASE_TTL_S + 30)
+    assert lost_driver(job, now=later) == (
+        "driver lost (no heartbeat from its driver for 90 s); `bitprism resume j` continues it"
+    )
+    row = Queries(any_store).jobs()[0]  # the dashboard's row reads the same
+    assert lost_driver(row, now=later) == lost_driver(job, now=later)
+    store.update_job("j", status=JobStatus.DONE)
+    assert lost_driver(store.job("j"), now=later) is None
 
 
 def test_opening_for_reading_never_creates_a_store(tmp_path: Path) -> None:
