@@ -44,7 +44,7 @@ def _until(condition, limit_s: float, what: str) -> None:  # type: ignore[no-unt
 def test_a_driver_killed_mid_job_is_resumed_to_exactly_its_budget(
     store_url: str, tmp_path: Path
 ) -> None:
-    budget = 10
+    budget = 6
     submitted = jobs.submit(job_spec(store_url, tmp_path, trials=budget, workers=1, warm_start=0))
     store = Store(store_url)
 
@@ -85,7 +85,7 @@ def test_four_jobs_at_once_on_one_store_while_the_dashboard_reads(
     Store(any_store)  # the schema first: the four drivers race on their own rows only
     ids = [f"j{i}" for i in range(4)]
     for job_id in ids:
-        jobs.submit(job_spec(any_store, tmp_path, job_id=job_id, trials=3, workers=1, warm_start=0))
+        jobs.submit(job_spec(any_store, tmp_path, job_id=job_id, trials=2, workers=1, warm_start=0))
     reads: list[int] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -114,10 +114,10 @@ def test_four_jobs_at_once_on_one_store_while_the_dashboard_reads(
     for job_id in ids:
         assert store.job_status(job_id) is JobStatus.DONE, logs[job_id][-3000:]
         trials = _search_trials(store, job_id)
-        assert sorted(t.number for t in trials) == [0, 1, 2]  # none lost, none duplicated
+        assert sorted(t.number for t in trials) == [0, 1]  # none lost, none duplicated
         assert all(t.state is TrialState.COMPLETE for t in trials)
         assert sum(t.role is TrialRole.REFERENCE for t in store.trials(job_id)) == 1
-    assert reads and max(reads) == 4  # the reader saw finished jobs: fp32 and three trials
+    assert reads and max(reads) == 3  # the reader saw finished jobs: fp32 and two trials
 
 
 def _evaluating_workers(session: int) -> list[int]:
