@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -77,6 +78,7 @@ def overhead_ms(rounds: int = 50) -> float:
         study_name="bitprism-o", storage=storage, directions=["maximize"] * 3
     )
     beats = TrialHeartbeat(storage)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage")  # the loop's filter too
     space = {"bits": optuna.distributions.CategoricalDistribution([2, 4, 7, 16])}
     metrics = {f"m{i}": float(i) for i in range(14)}  # a trial stores about this many
     candidate = Candidate.from_dict({f"layer{i}": {"weight_bits": 4} for i in range(8)})
