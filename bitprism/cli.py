@@ -164,11 +164,23 @@ def jobs(
             "status": r.status.value + (" (driver lost)" if lost_driver(r) else ""),
             "created": f"{r.created_at:%Y-%m-%d %H:%M}",
             "ran": ran(r),
-            "where": r.submission or ("this shell" if r.started_at else ""),
+            "where": _where(r.submission)
+            if r.submission
+            else ("this shell" if r.started_at else ""),
         }
         for r in records
     ]
     print_rows(console, ("jobs", rows, {}), json_out, csv_out)
+
+
+def _where(submission: str) -> str:
+    """A job's submission, short enough for the jobs table: "ray HOST:PORT" for a Ray job
+    (its submission id is in `status JOB` and --json), else as stored ("local pid N on H")."""
+    kind, _, rest = submission.partition(" ")
+    if kind != "ray":
+        return submission
+    address = rest.split(" ")[0]
+    return f"ray {address.split('://')[-1]}"
 
 
 def _measured_on(trials: Any) -> list[str]:

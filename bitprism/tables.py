@@ -58,7 +58,7 @@ def print_rows(console: Console, table: Rows, js: bool, cs: bool) -> None:
     if console.width < 100:  # keep "choices" readable: the spread and KiB are in --json
         cells = [{k: v for k, v in c.items() if k not in NARROW_DROPS} for c in cells]
     for column in cells[0]:
-        wraps = column in ("choices", "error", "form", "layer")
+        wraps = column in ("choices", "error", "form", "layer", "where", "status")
         out.add_column(
             column, justify="left" if wraps or column == "point" else "right", no_wrap=not wraps
         )
