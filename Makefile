@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GPU_STAMP := $(VENV)/.installed-gpu
 
 .PHONY: demo test lint bench clean
 
@@ -17,7 +18,12 @@ demo: $(STAMP)
 	$(BIN)/bitprism search --workload digits-cnn --trials 40 --workers 2 \
 		--store sqlite:///bitprism.db --job-id demo-digits --export out/best.onnx
 
-test: $(STAMP)
+# The tests also run the Triton kernels (interpreted on CPU): the gpu extra, for them only.
+$(GPU_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[gpu]'
+	touch $(GPU_STAMP)
+
+test: $(GPU_STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=30
 
 bench: $(STAMP)
