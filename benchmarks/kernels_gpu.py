@@ -141,7 +141,7 @@ def main() -> None:
                     dense = x.float() @ weight.float().T
                     error = ((out.float() - dense).norm() / dense.norm()).item()
                     assert error < 0.8, f"{form.name} on {label}: relative error {error:.2f}"
-                ms = time_ms(lambda form=form: form.call(x), cuda)
+                ms = time_ms(lambda form=form, x=x: form.call(x), cuda)
                 reference = reference or ms
                 moved = form.weight_bytes + x.numel() * x.element_size() * (1 + n / k)
                 gbs = moved / (ms / 1000) / 1e9
