@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bitprism.paths import check_store_url, engine_url
 from bitprism.search.schema import Job, LayerChoiceRow, Metric, Trial, TrialRole, TrialState
+from bitprism.search.store import check_schema
 
 PLOTTED = (
     "accuracy",
@@ -81,6 +82,7 @@ class Queries:
         check_store_url(url, create=False)
         self.url = url
         self.engine: Engine = _read_only(url)
+        check_schema(self.engine, url)  # a fresh or older database: one line, not a traceback
 
     def jobs(self) -> list[JobRow]:
         """Every job, newest first, with its search trials counted per state and its best

@@ -38,6 +38,7 @@ __all__ = [
 ]
 from bitprism.search.schema import (
     ACTIVE,
+    VERSION_TABLE,
     Artifact,
     DamageCacheRow,
     Job,
@@ -481,6 +482,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATING = threading.Lock()  # alembic's context is module-global: one migration at a time
 _SCHEMA_LOCK_KEY = 0x6269_7470  # "bitp": the PostgreSQL advisory lock of schema changes
 
@@ -512,6 +514,38 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
+def check_schema(engine: Engine, url: str) -> None:
+    """Refuse, in one line, a database a reader cannot read: no bitprism store in it yet, or
+    one at another schema revision than this bitprism's (readers never migrate).
+
+    Raises:
+        StoreError: with the reason and the command that fixes it.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            current = context.get_current_revision()
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise StoreError(f"cannot reach the database at {shown}: {reason}") from None
+    head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
+    if current is None:
+        raise StoreError(
+            f"no bitprism store in the database at {shown} yet: submit a job to it, or create "
+            f"the store with `bitprism jobs --store URL`"
+        )
+    if current != head:
+        raise StoreError(
+            f"the store at {shown} has schema revision {current}, this bitprism reads {head}: "
+            "one of the two is an older bitprism version; `bitprism jobs --store URL` run by the "
+            "newer one brings the store up to date"
+        )
+
+
 def _sqlite_lock_file(database: str) -> Path:
     """The file a SQLite store's schema changes lock (beside its ``-wal`` and ``-shm``)."""
     return Path(f"{Path(database).expanduser()}-lock")
@@ -525,7 +559,7 @@ def _migrate(engine: Engine) -> None:
 
 def _upgrade(engine: Engine) -> None:
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(_MIGRATIONS))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
         # A batch migration rebuilds a SQLite table: with foreign keys on, dropping the old

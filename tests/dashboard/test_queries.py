@@ -70,3 +70,31 @@ def test_queries_read_a_postgresql_store_and_cannot_write_it(postgres_url: str) 
     assert [(j.id, j.trials_asked) for j in queries.jobs()] == [("pg", 2)]
     with pytest.raises(DBAPIError, match="read-only transaction"), queries.engine.begin() as db:
         db.execute(insert(Job).values(id="x", workload="w", status="done", spec={}, study_name="s"))
+
+
+def test_a_database_with_no_store_or_another_revision_is_refused_in_one_line(
+    any_store: str,
+) -> None:
+    """The dashboard never migrates: a database nobody has written a store to yet, or one at
+    another schema revision, gets a one-line reason instead of an SQL error."""
+    import sqlite3
+
+    from sqlalchemy import MetaData, Table, create_engine, update
+
+    from bitprism.paths import engine_url
+    from bitprism.search.schema import VERSION_TABLE
+
+    url = make_url(any_store)
+    if url.get_backend_name() == "sqlite":
+        sqlite3.connect(str(url.database)).close()  # an empty database file
+    with pytest.raises(PathError, match="no bitprism store in the database at .* yet"):
+        Queries(any_store)
+    Store(any_store)
+    Queries(any_store)  # now it reads
+    engine = create_engine(engine_url(any_store))
+    versions = Table(VERSION_TABLE, MetaData(), autoload_with=engine)
+    with engine.begin() as db:
+        db.execute(update(versions).values(version_num="0007"))
+    engine.dispose()
+    with pytest.raises(PathError, match=r"schema revision 0007, this bitprism reads 0\d{3}"):
+        Queries(any_store)
