@@ -152,7 +152,7 @@ def jobs(
     store: StoreOpt = DEFAULT_STORE, json_out: JsonOpt = False, csv_out: CsvOpt = False
 ) -> None:
     """List the jobs in a store."""
-    from bitprism.search.lease import lost_driver
+    from bitprism.search.lease import status_label
     from bitprism.search.store import Store
 
     with _errors():
@@ -161,7 +161,7 @@ def jobs(
         {
             "job": r.id,
             "workload": r.workload,
-            "status": r.status.value + (" (driver lost)" if lost_driver(r) else ""),
+            "status": status_label(r),
             "created": f"{r.created_at:%Y-%m-%d %H:%M}",
             "ran": ran(r),
             "where": _where(r.submission)
@@ -215,7 +215,7 @@ def status(
     """Show a job's state, where and when it ran, trial counts and the errors of failed
     trials; with no job, every job in the store."""
     from bitprism.report import trial_rows
-    from bitprism.search.lease import lost_driver
+    from bitprism.search.lease import lost_driver, status_label
 
     if job is None:
         jobs(store, json_out, csv_out)
@@ -257,7 +257,7 @@ def status(
         print_rows(console, ("trials", rows, {}), False, True)
         return
     console.print(
-        f"job {result.job_id}: [bold]{result.job.status.value}[/bold], workload "
+        f"job {result.job_id}: [bold]{status_label(result.job)}[/bold], workload "
         f"{result.job.workload}, {sum(r['state'] != 'pruned' for r in searched)} of "
         f"{result.spec.trials} trials finished or running"
     )

@@ -117,6 +117,17 @@ def lost_driver(job: Any, now: dt.datetime | None = None) -> str | None:
     return f"driver lost ({since}); `bitprism resume {job.id}` continues it"
 
 
+def status_label(job: Any) -> str:
+    """A job's status as lists show it: "running (driver lost)" when its driver stopped
+    beating, "cancelled (stopping)" while a cancelled job's driver still holds it."""
+    label = str(JobStatus(job.status).value)
+    if lost_driver(job):
+        return f"{label} (driver lost)"
+    if job.status == JobStatus.CANCELLED and job.driver is not None:
+        return f"{label} (stopping)"
+    return label
+
+
 def dead_here(holder: str) -> bool:
     """Whether ``holder`` ("host:pid:token (...)") is a process of this machine that is gone."""
     host, _, rest = holder.partition(":")

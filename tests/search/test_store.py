@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from bitprism.dashboard.queries import Queries
-from bitprism.search.lease import LEASE_TTL_S, lost_driver
+from bitprism.search.lease import LEASE_TTL_S, lost_driver, status_label
 from bitprism.search.schema import JobStatus, TrialOrigin, TrialRole, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.spaces.candidate import Candidate
@@ -129,8 +129,13 @@ def test_a_running_job_whose_lease_stopped_beating_reads_as_driver_lost(any_stor
     )
     row = Queries(any_store).jobs()[0]  # the dashboard's row reads the same
     assert lost_driver(row, now=later) == lost_driver(job, now=later)
+    assert status_label(row) == "running" and status_label(job) == "running"
+    store.update_job("j", status=JobStatus.CANCELLED)  # its driver has not let go yet
+    assert status_label(store.job("j")) == "cancelled (stopping)"
     store.update_job("j", status=JobStatus.DONE)
     assert lost_driver(store.job("j"), now=later) is None
+    store.release_lease("j", "host:1:ab")
+    assert status_label(store.job("j")) == "done"
 
 
 def test_opening_for_reading_never_creates_a_store(tmp_path: Path) -> None:

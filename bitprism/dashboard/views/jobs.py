@@ -11,7 +11,7 @@ from bitprism.dashboard.context import queries
 from bitprism.dashboard.submit import form_spec
 from bitprism.report import ran
 from bitprism.search.jobs import cancel, submit
-from bitprism.search.lease import lost_driver
+from bitprism.search.lease import status_label
 from bitprism.search.store import Store
 from bitprism.workloads.registry import builtin_workloads
 
@@ -30,7 +30,7 @@ def job_table() -> None:
             {
                 "job": r.id,
                 "workload": r.workload,
-                "status": r.status + (" (driver lost)" if lost_driver(r) else ""),
+                "status": status_label(r),
                 "backend": r.backend,
                 "trials": f"{r.finished} / {r.trials_asked}",
                 "failed": r.counts.get("failed", 0),
