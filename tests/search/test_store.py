@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -70,21 +71,19 @@ def test_shares_the_database_with_optuna(any_store: str) -> None:
     assert {"studies", "trials", "alembic_version", "bp_alembic_version"} <= tables
 
 
-def _open_both(url: str) -> None:
-    optuna_storage(url)  # a driver's first step: Optuna's tables (and PostgreSQL enum types)
-    Store(url)
+_OPEN_BOTH = (  # a driver's first steps: Optuna's tables (and PostgreSQL enum types), the store
+    "import sys; from bitprism.search.store import Store, optuna_storage; "
+    "optuna_storage(sys.argv[1]); Store(sys.argv[1])"
+)
 
 
 def test_processes_opening_a_fresh_database_at_once_all_succeed(any_store: str) -> None:
     """Four drivers started by one ``batch`` meet an empty database: each creates the schema.
     Without the schema lock, PostgreSQL failed 2 runs in 3 on ``CREATE TYPE studydirection``."""
-    spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=_open_both, args=(any_store,)) for _ in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    command = [sys.executable, "-c", _OPEN_BOTH, any_store]
+    processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=180)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
     tables = set(inspect(Store(any_store).engine).get_table_names())
     assert {"studies", "bp_jobs", "version_info"} <= tables
 
