@@ -422,7 +422,7 @@ def test_digits_demo_job_meets_the_demo_acceptance(store_url, tmp_path, backend:
         store_url,
         tmp_path,
         workload="digits-cnn",
-        trials=40,
+        trials=24,
         overrides=fp32_convs,
         backend=backend,
     )
