@@ -176,11 +176,10 @@ def jobs(
 def _where(submission: str) -> str:
     """A job's submission, short enough for the jobs table: "ray HOST:PORT" for a Ray job
     (its submission id is in `status JOB` and --json), else as stored ("local pid N on H")."""
-    kind, _, rest = submission.partition(" ")
-    if kind != "ray":
-        return submission
-    address = rest.split(" ")[0]
-    return f"ray {address.split('://')[-1]}"
+    from bitprism.search.jobs import ray_address
+
+    address = ray_address(submission)
+    return submission if address is None else f"ray {address.split('://')[-1]}"
 
 
 def _measured_on(trials: Any) -> list[str]:

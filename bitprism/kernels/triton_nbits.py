@@ -85,10 +85,11 @@ def nbits_matmul(
     rows = x.reshape(-1, k)
     out = torch.empty((rows.shape[0], n), dtype=x.dtype, device=x.device)
     flat = packed.reshape(n, -1).contiguous()
+    per_block = scales.reshape(n, -1).contiguous()
     grid = (triton.cdiv(rows.shape[0], BLOCK_M), triton.cdiv(n, BLOCK_N))
     _nbits_kernel[grid](
-        rows, flat, scales.reshape(n, -1).contiguous(), out,
-        rows.shape[0], n, k, flat.shape[1], scales.reshape(n, -1).shape[1],
+        rows, flat, per_block, out,
+        rows.shape[0], n, k, flat.shape[1], per_block.shape[1],
         rows.stride(0), rows.stride(1), out.stride(0), out.stride(1),
         BITS=bits, GROUP=group, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_KB=BLOCK_KB,
     )  # fmt: skip

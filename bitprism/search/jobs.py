@@ -142,7 +142,7 @@ def resume(
     if trials is not None:
         data["trials"] = trials
     spec = settled(JobSpec.model_validate(data))
-    address = address or _ray_address(job.submission)
+    address = address or ray_address(job.submission)
     client = None if address is None else ray_client(address)
     store.update_job(job_id, status=JobStatus.QUEUED, spec=spec.model_dump(mode="json"))
     return _launch(store, spec, client, address)
@@ -176,7 +176,7 @@ def log_path(job: JobRecord) -> Path:
 def ray_logs(job: JobRecord) -> str | None:
     """The output of a job's driver that ran as a Ray job (None: it did not); raises the
     SpecError of :func:`ray_client` when the cluster is gone."""
-    address = _ray_address(job.submission)
+    address = ray_address(job.submission)
     if address is None or job.submission is None:
         return None
     return str(ray_client(address).get_job_logs(job.submission.split()[-1]))
@@ -254,7 +254,7 @@ def _launch_on_ray(store: Store, job_id: str, folder: Path, client: Any, address
     return Submitted(job_id, where, None, None)
 
 
-def _ray_address(submission: str | None) -> str | None:
+def ray_address(submission: str | None) -> str | None:
     """The cluster address of a job submitted to Ray (``ray ADDRESS ID``), else None."""
     parts = (submission or "").split()
     return parts[1] if len(parts) == 3 and parts[0] == "ray" else None

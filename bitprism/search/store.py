@@ -124,9 +124,7 @@ class Store:
         try:
             _migrate(self.engine)
         except OperationalError as exc:
-            shown = make_url(url).render_as_string(hide_password=True)
-            reason = str(exc.orig or exc).strip().splitlines()[0]
-            raise StoreError(f"cannot reach the database at {shown}: {reason}") from None
+            raise _unreachable(url, exc) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -524,14 +522,13 @@ def check_schema(engine: Engine, url: str) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    shown = make_url(url).render_as_string(hide_password=True)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             current = context.get_current_revision()
     except OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        raise StoreError(f"cannot reach the database at {shown}: {reason}") from None
+        raise _unreachable(url, exc) from None
+    shown = make_url(url).render_as_string(hide_password=True)
     head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
     if current is None:
         raise StoreError(
@@ -544,6 +541,13 @@ def check_schema(engine: Engine, url: str) -> None:
             "one of the two is an older bitprism version; `bitprism jobs --store URL` run by the "
             "newer one brings the store up to date"
         )
+
+
+def _unreachable(url: str, exc: OperationalError) -> StoreError:
+    """The one-line error for a database that cannot be opened (password hidden)."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    reason = str(exc.orig or exc).strip().splitlines()[0]
+    return StoreError(f"cannot reach the database at {shown}: {reason}")
 
 
 def _sqlite_lock_file(database: str) -> Path:
