@@ -21,8 +21,8 @@ from pathlib import Path
 import optuna
 
 from bitprism.config import JobSpec
-from bitprism.evaluators.latency import cpu_flags
 from bitprism.evaluators.worker import build_candidate
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search.prepare import eval_context, prepare_job
 from bitprism.sensitivity import stats
 from bitprism.spaces.candidate import Candidate

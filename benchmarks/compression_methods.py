@@ -24,7 +24,7 @@ import torch
 from bitprism.compression.apply import PLAIN, compress_model
 from bitprism.compression.fold import fold_batchnorm
 from bitprism.config import Methods
-from bitprism.evaluators.latency import cpu_flags
+from bitprism.kernels.machine import cpu_flags
 from bitprism.sensitivity.stats import candidate_stats
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerInfo, LayerKind, discover_layers

@@ -30,7 +30,7 @@ from bitprism.dashboard.front import (
     within_drop,
 )
 from bitprism.dashboard.queries import Queries
-from bitprism.evaluators.latency import cpu_flags
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search.schema import (
     Job,
     JobStatus,

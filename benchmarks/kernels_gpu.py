@@ -31,8 +31,8 @@ import torch
 from bitprism.compression.quantize import quantize_symmetric
 from bitprism.kernels import triton_nbits
 from bitprism.kernels.ort_lowering import pack_nbits
+from bitprism.kernels.torch_ops import W8A8Linear
 from bitprism.kernels.torch_sparse24 import Sparse24Linear, mask_2_4
-from bitprism.kernels.torch_w8a8 import W8A8Linear
 
 SHAPES = {  # name: (in, out)
     "minilm qkvo 384->384": (384, 384),

@@ -22,8 +22,9 @@ import random
 import statistics
 
 from bitprism.config import JobSpec, LatencySpec
-from bitprism.evaluators.latency import cpu_flags, timing_inputs
+from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import EvalContext, evaluate_candidate, time_files
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search.parallel import RayPool
 from bitprism.search.prepare import prepare_job
 from bitprism.spaces.candidate import Candidate

@@ -34,9 +34,10 @@ from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 from bitprism.compression.structured import find_groups, unit_order
 from bitprism.config import LatencySpec, Precision
 from bitprism.evaluators.accuracy import score
-from bitprism.evaluators.latency import compare_latency, cpu_flags, timing_inputs
+from bitprism.evaluators.latency import compare_latency, timing_inputs
 from bitprism.evaluators.worker import EvalContext, build_candidate
 from bitprism.kernels.base import RuntimeModule, get_backend
+from bitprism.kernels.machine import cpu_flags
 from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.onnx_graph import initializer_bytes, strip_metadata
 from bitprism.kernels.openvino_cpu import OpenVinoModule, supports_bf16

@@ -27,8 +27,9 @@ import openvino as ov
 from bitprism.compression.apply import compress_model
 from bitprism.config import LatencySpec
 from bitprism.evaluators.accuracy import score
-from bitprism.evaluators.latency import compare_latency, cpu_flags, timing_inputs
+from bitprism.evaluators.latency import compare_latency, timing_inputs
 from bitprism.kernels.base import RuntimeModule, get_backend
+from bitprism.kernels.machine import cpu_flags
 from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.openvino_cpu import OpenVinoModule, supports_bf16
 from bitprism.spaces.candidate import Candidate, LayerChoice
@@ -86,7 +87,7 @@ def main() -> None:
         _, compressed = compress_model(
             workload.model, layers, candidate, builder.input_quant, workload.calibration
         )
-        files[name] = builder.build(base, layers, compressed).data
+        files[name] = builder.build(base, layers, compressed, workload).data
     core = ov.Core()
     settings = {"INFERENCE_NUM_THREADS": THREADS, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
     rows: list[tuple[str, RuntimeModule]] = [("ORT fp32", backend.load(base, THREADS))]

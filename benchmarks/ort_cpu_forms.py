@@ -18,9 +18,9 @@ import torch
 from bitprism.compression.apply import compress_model
 from bitprism.compression.fold import fold_batchnorm
 from bitprism.config import LatencySpec
-from bitprism.evaluators.latency import cpu_flags
 from bitprism.evaluators.verify import compare_files
 from bitprism.kernels.base import get_backend
+from bitprism.kernels.machine import cpu_flags
 from bitprism.kernels.onnx_export import export_base
 from bitprism.spaces.candidate import Candidate
 from bitprism.spaces.layer import LayerKind, discover_layers
@@ -57,7 +57,7 @@ def main() -> None:
     for per_kind in FORMS.values():
         choices = {layer.name: per_kind.get(layer.kind, {}) for layer in layers}
         _, compressed = compress_model(workload.model, layers, Candidate.from_dict(choices))
-        artifact = backend.build(base, layers, compressed)
+        artifact = backend.build(base, layers, compressed, workload)
         files.append(artifact.data)
         sizes.append(artifact.weight_bytes)
     spec = LatencySpec(threads=args.threads, repeats=100, passes=5)

@@ -26,7 +26,7 @@ import optuna
 from sqlalchemy import select
 
 from bitprism.config import JobSpec
-from bitprism.evaluators.latency import cpu_flags
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search.driver import run_job
 from bitprism.search.heartbeat import TrialHeartbeat, storage_options
 from bitprism.search.schema import Trial, TrialRole, TrialState

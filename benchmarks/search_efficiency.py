@@ -29,7 +29,7 @@ from pathlib import Path
 from bitprism.config import JobSpec, Sampler
 from bitprism.dashboard.front import hypervolume_curve as hypervolume_curve_of
 from bitprism.dashboard.queries import TrialPoint
-from bitprism.evaluators.latency import cpu_flags
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search.driver import run_job
 from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import Store, TrialRecord

@@ -42,6 +42,7 @@ class Precision(StrEnum):
     """
 
     FP32 = "fp32"
+    FP16 = "fp16"
     BF16 = "bf16"
 
 

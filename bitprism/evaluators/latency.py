@@ -15,7 +15,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -59,24 +58,6 @@ class Comparison:
             "speedup_min": self.speedup_min,
             "speedup_max": self.speedup_max,
         }
-
-
-def cpu_flags() -> str:
-    """This CPU's model name and its int8/bf16-relevant x86 flags: record them with timings.
-
-    Machines of one kind differ (VNNI, AVX512-BF16 or not) and int8 kernels depend on it, so
-    absolute times compare only within one run on one CPU.
-    """
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown CPU"
-    info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
-    flags = set(info.get("flags", "").split())
-    found = [f for f in wanted if f in flags]
-    model = info.get("model name", "unknown")
-    return f"{model}; {' '.join(found) or 'none of ' + '/'.join(wanted)}"
 
 
 def timing_inputs(example: Sequence[torch.Tensor], batch: int | None) -> tuple[torch.Tensor, ...]:

@@ -27,7 +27,7 @@ from bitprism.compression.apply import PLAIN, CompressedLayer, compress_model
 from bitprism.compression.structured import PruneGroup, prune_model
 from bitprism.config import LatencySpec, Methods, Precision
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.latency import Comparison, compare_latency, cpu_flags
+from bitprism.evaluators.latency import Comparison, compare_latency
 from bitprism.kernels.base import Artifact, RuntimeModule, get_backend
 from bitprism.kernels.onnx_export import export_base
 from bitprism.sensitivity.stats import candidate_stats
@@ -100,14 +100,16 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
         source = prune_model(
             source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
         )
-        base = export_base(dataclasses.replace(ctx.workload, model=source))
+    fp32 = dataclasses.replace(ctx.workload, model=source)
+    if source is not ctx.workload.model:
+        base = export_base(fp32)
     calibration = ctx.workload.calibration
     with _one_thread():  # calibrated scales must not depend on who builds (worker or export)
         stats = candidate_stats(source, ctx.layers, candidate, ctx.methods, calibration, key)
         torch_model, compressed = compress_model(
             source, ctx.layers, candidate, backend.input_quant, calibration, ctx.methods, stats
         )
-    artifact = backend.build(base, ctx.layers, compressed)
+    artifact = backend.build(base, ctx.layers, compressed, fp32)
     return BuiltCandidate(artifact, torch_model, source, compressed)
 
 
@@ -175,7 +177,7 @@ def time_files(
     modules = load_against_fp32(
         backend, [Path(p).read_bytes() for p in paths], latency.threads, precision
     )
-    where = f"{placement()}; {cpu_flags()}"
+    where = f"{placement()}; {get_backend(backend).machine()}"
     return [
         dataclasses.replace(c, timed_on=where) for c in compare_latency(modules, inputs, latency)
     ]

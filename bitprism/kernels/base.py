@@ -3,7 +3,8 @@
 A backend is one object that (1) offers the compressed forms it really runs per layer (so the
 space offers nothing else), (2) builds a candidate's deployable artifact with the exact codes
 of the PyTorch candidate, (3) loads an artifact as a module ``evaluate`` and the parity check
-call, and (4) gives a bare call to time. Nothing outside ``kernels`` names a runtime: the
+call, and (4) gives a bare call to time. It also says what it needs of the machine (GPUs, packages)
+and what its timings depend on. Nothing outside ``kernels`` names a runtime: the
 evaluators and the search only see this protocol, as Optuna's loop only sees a sampler.
 """
 
@@ -24,6 +25,7 @@ from bitprism.compression.quantize import InputQuant
 from bitprism.config import Precision
 from bitprism.spaces.layer import LayerInfo
 from bitprism.spaces.offer import Offers
+from bitprism.workloads.base import Workload
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,16 @@ class Backend(Offers, Protocol):
 
     precisions: tuple[Precision, ...]
     version: str  # the runtime's own version: timings are cached per version
+    gpus: int  # GPUs each of its tasks needs (Ray's num_gpus); 0 for a CPU runtime
+
+    def missing(self) -> str | None:
+        """Why this machine cannot run this backend (no GPU, a package absent), or None."""
+        ...
+
+    def machine(self) -> str:
+        """What its timings depend on besides :attr:`version`: the CPU's model and flags, or
+        the GPU's name and driver. Recorded with every timing and part of the cache key."""
+        ...
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         """How this backend's kernel for ``bits``-bit weights quantises the layer's input at
@@ -70,9 +82,12 @@ class Backend(Offers, Protocol):
         base_onnx: bytes,
         layers: tuple[LayerInfo, ...],
         compressed: Mapping[str, CompressedLayer],
+        source: Workload,
     ) -> Artifact:
-        """The deployable artifact: the fp32 export with each compressed layer in this
-        backend's real form. Deterministic: the same inputs give the same bytes."""
+        """The deployable artifact: the fp32 model with each compressed layer in this
+        backend's real form. ``base_onnx`` is the fp32 export of ``source`` (whose model is
+        the pruned one when units were removed): ONNX backends rewrite it, others export
+        ``source`` their own way. Deterministic: the same inputs give the same bytes."""
         ...
 
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
@@ -102,14 +117,19 @@ class Backend(Offers, Protocol):
     def load(
         self, data: bytes, threads: int, precision: Precision = Precision.FP32
     ) -> RuntimeModule:
-        """An artifact of this backend, loaded to run on ``threads`` CPU threads computing in
-        ``precision`` (one of :attr:`precisions`; ValueError if this machine cannot)."""
+        """An artifact of this backend, loaded to run on ``threads`` CPU threads (a CPU
+        runtime) computing in ``precision`` (one of :attr:`precisions`); ValueError if this
+        machine cannot."""
         ...
 
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {}
 # Built-in backends, imported only when asked for: an ORT job never loads OpenVINO.
-_BUILT_IN = {"ort-cpu": "bitprism.kernels.ort_cpu", "openvino-cpu": "bitprism.kernels.openvino_cpu"}
+_BUILT_IN = {
+    "ort-cpu": "bitprism.kernels.ort_cpu",
+    "openvino-cpu": "bitprism.kernels.openvino_cpu",
+    "torch-cuda": "bitprism.kernels.torch_cuda",
+}
 
 
 def register_backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:

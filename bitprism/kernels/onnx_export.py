@@ -28,12 +28,7 @@ def export_base(workload: Workload) -> bytes:
     folds ``Transpose(weight)`` into anonymous initializers, losing the layer names the lowering
     needs; onnxruntime folds the same constants when it loads the file.
     """
-    # A dynamic dimension of size 1 would be specialised away; export it with size 2.
-    axes = workload.axes()
-    inputs = tuple(
-        _widen(t, dims) for t, dims in zip(as_tuple(workload.example_inputs), axes, strict=True)
-    )
-    dynamic = tuple({d: torch.export.Dim.AUTO for d in dims} for dims in axes)
+    inputs, dynamic = export_inputs(workload)
     # The exporter logs a warning per torchvision op when torchvision is absent: not our concern.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -55,6 +50,16 @@ def export_base(workload: Workload) -> bytes:
     buffer = io.BytesIO()
     onnx.save_model(proto, buffer)
     return buffer.getvalue()
+
+
+def export_inputs(workload: Workload) -> tuple[tuple[torch.Tensor, ...], tuple[dict, ...]]:
+    """The example inputs to trace ``workload``'s model on, and their dynamic dimensions."""
+    # A dynamic dimension of size 1 would be specialised away; export it with size 2.
+    axes = workload.axes()
+    inputs = tuple(
+        _widen(t, dims) for t, dims in zip(as_tuple(workload.example_inputs), axes, strict=True)
+    )
+    return inputs, tuple({d: torch.export.Dim.AUTO for d in dims} for dims in axes)
 
 
 def _widen(tensor: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:

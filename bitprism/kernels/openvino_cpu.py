@@ -28,18 +28,20 @@ from bitprism.compression.apply import CompressedLayer
 from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_block
 from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
+from bitprism.kernels.machine import OnCpu
 from bitprism.kernels.onnx_export import lower_candidate
 from bitprism.kernels.openvino_lowering import EMITTERS, INT8_BITS, lower_layer
 from bitprism.kernels.ort_lowering import emitted_bytes, layer_model
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
+from bitprism.workloads.base import Workload
 
 _HINTS = {Precision.FP32: ov.Type.f32, Precision.BF16: ov.Type.bf16}
 _INTEGER_WEIGHTS = ("u8", "i8", "u4", "i4", "u2")  # not i32/i64: index and shape Gathers
 _BLOCKED_BITS = (4, 2)  # MatMulNBits: a partial block of 128 is decompressed to f32
 
 
-class OpenVinoCpuBackend:
+class OpenVinoCpuBackend(OnCpu):
     """OpenVINO's CPU plugin, f32 compute, static int8 and weight-only compressed layers."""
 
     name = "openvino-cpu"
@@ -70,6 +72,7 @@ class OpenVinoCpuBackend:
         base_onnx: bytes,
         layers: tuple[LayerInfo, ...],
         compressed: Mapping[str, CompressedLayer],
+        source: Workload,
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 
@@ -100,6 +103,8 @@ class OpenVinoCpuBackend:
     def load(
         self, data: bytes, threads: int, precision: Precision = Precision.FP32
     ) -> OpenVinoModule:
+        if precision not in _HINTS:
+            raise ValueError(f"openvino-cpu computes in fp32 or bf16, not {precision.value}")
         wanted = _HINTS[precision]
         config = {
             "INFERENCE_NUM_THREADS": threads,

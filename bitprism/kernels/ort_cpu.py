@@ -18,13 +18,15 @@ from bitprism.compression.apply import CompressedLayer
 from bitprism.compression.quantize import InputQuant, InputQuantKind, embedding_block
 from bitprism.config import Precision
 from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
+from bitprism.kernels.machine import OnCpu
 from bitprism.kernels.onnx_export import lower_candidate
 from bitprism.kernels.ort_lowering import EMITTERS, emitted_bytes, layer_model, lower_layer
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
+from bitprism.workloads.base import Workload
 
 
-class OrtCpuBackend:
+class OrtCpuBackend(OnCpu):
     """Kernels of stock ``onnxruntime`` on the CPU execution provider."""
 
     name = "ort-cpu"
@@ -57,6 +59,7 @@ class OrtCpuBackend:
         base_onnx: bytes,
         layers: tuple[LayerInfo, ...],
         compressed: Mapping[str, CompressedLayer],
+        source: Workload,
     ) -> Artifact:
         return lower_candidate(base_onnx, layers, compressed, lower_layer)
 

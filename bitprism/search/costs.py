@@ -29,7 +29,7 @@ from torch import nn
 
 from bitprism.compression.apply import CompressedLayer, compress_layer
 from bitprism.config import LatencySpec, Precision
-from bitprism.evaluators.latency import compare_calls, cpu_flags
+from bitprism.evaluators.latency import compare_calls
 from bitprism.kernels.base import Backend
 from bitprism.kernels.onnx_graph import find_layer_node
 from bitprism.search.store import Store, TimedOp
@@ -92,7 +92,7 @@ def layer_costs(
     seen = _input_shapes(model, layers, timing_inputs)
     base = onnx.load_model_from_string(base_onnx)
     nodes = {layer.name: find_layer_node(base.graph, layer.name).node for layer in layers}
-    cpu = cpu_flags()
+    cpu = backend.machine()  # the CPU's flags, or the GPU's name and driver
     tag = f"{backend.name}|{backend.version}|{threads}|{precision.value}|{cpu}"
 
     def stand_in(layer: LayerInfo, form: LayerChoice, shape: Shape) -> _Timed:

@@ -39,9 +39,9 @@ def _build(
         }
     )
     pruned = prune_model(workload.model, groups, order, candidate, workload.example_inputs)
-    base = export_base(dataclasses.replace(workload, model=pruned))
+    fp32 = dataclasses.replace(workload, model=pruned)
     torch_model, compressed = compress_model(pruned, layers, candidate, backend.input_quant)
-    data = backend.build(base, layers, compressed).data
+    data = backend.build(export_base(fp32), layers, compressed, fp32).data
     info = {"groups": groups, "skipped": skipped, "pruned": pruned, "order": order}
     return torch_model, backend.load(data, threads=1), len(data), info
 

@@ -14,8 +14,8 @@ from torch import nn
 from bitprism.compression.apply import compress_model
 from bitprism.config import Precision, SpecError
 from bitprism.evaluators.accuracy import parity, score
-from bitprism.evaluators.latency import cpu_flags
 from bitprism.kernels.base import get_backend
+from bitprism.kernels.machine import cpu_flags
 from bitprism.kernels.onnx_export import export_base
 from bitprism.kernels.openvino_cpu import OpenVinoModule, runtime_precisions
 from bitprism.search.driver import run_job
@@ -27,6 +27,15 @@ from bitprism.workloads import Workload
 from tests.fixtures import job_spec
 
 BACKEND = get_backend("openvino-cpu")
+
+
+def _deployed(workload: Workload, layers, compressed) -> OpenVinoModule:  # type: ignore[no-untyped-def]
+    """``compressed`` built into ``workload``'s export and loaded on one thread."""
+    module = BACKEND.load(
+        BACKEND.build(export_base(workload), layers, compressed, workload).data, 1
+    )
+    assert isinstance(module, OpenVinoModule)
+    return module
 
 
 def test_offers_only_what_openvino_runs_compressed(digits) -> None:
@@ -43,7 +52,7 @@ def test_static_int8_runs_as_integer_layers_and_exact(digits, digits_onnx) -> No
     )
     quants = [f.input_quant for layer in compressed.values() for f in layer.factors]
     assert quants and all(q is not None and q.scale > 0 for q in quants)  # calibrated
-    deployed = BACKEND.load(BACKEND.build(digits_onnx, layers, compressed).data, threads=1)
+    deployed = BACKEND.load(BACKEND.build(digits_onnx, layers, compressed, digits).data, threads=1)
     ran = runtime_precisions(deployed)  # two convs and three linears
     assert len(ran) == 5 and set(ran.values()) == {"u8"}, ran  # integer kernels, not float
     assert BACKEND.float_layers(deployed, compressed) == 0
@@ -64,7 +73,7 @@ def test_static_int8_is_exact_on_continuous_inputs() -> None:
     quantized, compressed = compress_model(
         model, layers, every, BACKEND.input_quant, workload.calibration
     )
-    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    deployed = _deployed(workload, layers, compressed)
     check = parity(quantized, deployed, batches, model)  # batches[2] goes beyond the range
     assert check.rel_err < 1e-3 < check.drift  # float rounding, at most a flipped code or two
 
@@ -74,7 +83,7 @@ def test_low_bit_linears_run_compressed_and_exact(digits, digits_onnx, bits: int
     layers = discover_layers(digits.model)
     heads = {"head.1": LayerChoice(weight_bits=bits), "head.3": LayerChoice(weight_bits=bits)}
     model, compressed = compress_model(digits.model, layers, Candidate.from_dict(heads))
-    artifact = BACKEND.build(digits_onnx, layers, compressed)
+    artifact = BACKEND.build(digits_onnx, layers, compressed, digits)
     deployed = BACKEND.load(artifact.data, threads=1)
     assert isinstance(deployed, OpenVinoModule)
     ran = runtime_precisions(deployed)
@@ -87,7 +96,7 @@ def test_embedding_tables_are_gathered_compressed(tiny_encoder: Workload) -> Non
     tables = [x for x in discover_layers(tiny_encoder.model) if x.kind is LayerKind.EMBEDDING]
     candidate = Candidate.from_dict({x.name: LayerChoice(weight_bits=4) for x in tables})
     model, compressed = compress_model(tiny_encoder.model, tuple(tables), candidate)
-    data = BACKEND.build(export_base(tiny_encoder), tuple(tables), compressed).data
+    data = BACKEND.build(export_base(tiny_encoder), tuple(tables), compressed, tiny_encoder).data
     deployed = BACKEND.load(data, threads=1)
     assert "u4" in runtime_precisions(deployed).values()
     assert BACKEND.float_layers(deployed, compressed) == 0
@@ -165,7 +174,7 @@ def test_layers_the_runtime_decompresses_are_reported() -> None:
     # decompresses to f32 (why the backend does not offer it; a pruned layer can end up so).
     four = Candidate.from_dict({layer.name: LayerChoice(weight_bits=4) for layer in layers})
     _, compressed = compress_model(model, layers, four)
-    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    deployed = _deployed(workload, layers, compressed)
     assert BACKEND.float_layers(deployed, compressed) == 1
 
 
@@ -179,7 +188,7 @@ def int7_error_and_kernel() -> tuple[float, str]:
     layers = discover_layers(model)
     every = Candidate.from_dict({layer.name: LayerChoice(weight_bits=7) for layer in layers})
     quantized, compressed = compress_model(model, layers, every, BACKEND.input_quant, [x])
-    deployed = BACKEND.load(BACKEND.build(export_base(workload), layers, compressed).data, 1)
+    deployed = _deployed(workload, layers, compressed)
     assert isinstance(deployed, OpenVinoModule)
     error = parity(quantized, deployed, [x]).rel_err  # runs it: kernels are chosen on first use
     kernels = {

@@ -24,7 +24,7 @@ OPS = {16: None, 7: "MatMulInteger", 4: "MatMulNBits", 2: "MatMulNBits"}
 def _lower(workload, base: bytes, choices: dict):  # type: ignore[no-untyped-def]
     layers = discover_layers(workload.model)
     model, compressed = compress_model(workload.model, layers, Candidate.from_dict(choices))
-    artifact = BACKEND.build(base, layers, compressed)
+    artifact = BACKEND.build(base, layers, compressed, workload)
     return model, artifact, BACKEND.load(artifact.data, threads=1)
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bitprism.compression.quantize import quantize_symmetric
-from bitprism.kernels.torch_w8a8 import W8A8Linear, quantize_tokens
+from bitprism.kernels.torch_ops import W8A8Linear
+from bitprism.kernels.torch_w8a8 import quantize_tokens
 
 
 def _layer(n: int = 48, k: int = 64, seed: int = 0) -> tuple[torch.nn.Linear, W8A8Linear]:
@@ -48,8 +49,19 @@ def test_codes_it_cannot_run_are_refused() -> None:
         W8A8Linear(quantize_symmetric(weight, 4, 64), None)
     with pytest.raises(ValueError, match="8-bit codes with one scale per output channel"):
         W8A8Linear(quantize_symmetric(weight, 8, 32), None)  # two groups a row
-    with pytest.raises(ValueError, match="a multiple of 8"):
-        W8A8Linear(quantize_symmetric(torch.randn(48, 60), 8, 60), None)
+
+
+def test_widths_off_the_gemms_multiple_of_8_are_padded_with_zero_codes() -> None:
+    torch.manual_seed(5)
+    linear = torch.nn.Linear(60, 45)
+    layer = W8A8Linear(quantize_symmetric(linear.weight.detach(), 8, 60), linear.bias)
+    assert tuple(layer.codes.shape) == (48, 64)
+    x = torch.randn(4, 60, generator=torch.Generator().manual_seed(6))
+    codes, scale = quantize_tokens(x)
+    weights = quantize_symmetric(linear.weight.detach(), 8, 60)
+    integer = codes.double() @ weights.codes.double().T
+    expected = (integer * scale.double() * weights.scales.double().T).float() + linear.bias
+    torch.testing.assert_close(layer(x), expected.detach(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bitprism.config import SpecError
-from bitprism.evaluators.latency import cpu_flags
+from bitprism.kernels.machine import cpu_flags
 from bitprism.search import lease
 from bitprism.search.driver import run_job
 from bitprism.search.lease import JobBusyError

@@ -70,7 +70,7 @@ def test_int8_on_every_projection_lowers_and_passes_parity(
     torch_model, compressed = compress_model(
         tiny_encoder.model, tuple(layers), candidate, backend.input_quant
     )
-    artifact = backend.build(encoder_onnx, tuple(layers), compressed)
+    artifact = backend.build(encoder_onnx, tuple(layers), compressed, tiny_encoder)
     model = onnx.load_model_from_string(artifact.data)
     assert sum(n.op_type == "MatMulInteger" for n in model.graph.node) == 12
     onnx_module = backend.load(artifact.data, threads=1)
@@ -95,7 +95,7 @@ def test_embedding_tables_are_gathered_from_packed_blocks_exactly(
     torch_model, compressed = compress_model(
         tiny_encoder.model, layers, candidate, backend.input_quant
     )
-    data = backend.build(encoder_onnx, layers, compressed).data
+    data = backend.build(encoder_onnx, layers, compressed, tiny_encoder).data
     gathers = [
         n
         for n in onnx.load_model_from_string(data).graph.node

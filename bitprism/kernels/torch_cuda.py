@@ -1,0 +1,302 @@
+"""torch CUDA backend: the candidate as a ``torch.export`` program on the GPU, each compressed
+Linear run by a kernel that exploits its form.
+
+- 4 and 2 bits: :class:`~bitprism.kernels.torch_ops.NBitsLinear`, the Triton W4A16 / W2A16
+  kernel on the same packed bytes the ONNX export gives MatMulNBits, fp16/bf16 activations.
+- 8 bits: :class:`~bitprism.kernels.torch_ops.W8A8Linear`, an int8 GEMM (``torch._int_mm``)
+  with per-channel weight scales and per-token activation scales.
+- Low rank: the two factors as two GEMMs, each in its own form.
+- Everything else runs as the fp32 model does, in the job's precision (cuBLAS).
+
+Unstructured sparsity stays out of the space (``gains_from``): no dense GPU kernel skips
+zeros. Convolutions and embeddings are offered no compressed form yet.
+
+The artifact is a ``.pt2`` file (``torch.export.save``) holding the program and its
+tensors; ``torch.export.load`` runs it after ``import bitprism.kernels.torch_ops``, which
+registers the kernels as operators. A job's precision (fp16 / bf16) is applied at load
+time: weights cast, the program run under ``torch.autocast``, as a user deploying it would.
+A call is timed with CUDA synchronised after it, so the clock sees the GPU's whole work.
+
+The backend can be made for another device (``TorchCudaBackend("cpu")``): the operators then
+run their torch arithmetic, which is how CI checks building, loading and parity without a GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import onnx
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from bitprism.compression.apply import CompressedLayer, Factor
+from bitprism.compression.quantize import InputQuant, InputQuantKind
+from bitprism.config import Precision
+from bitprism.kernels import triton_nbits
+from bitprism.kernels.base import Artifact, RuntimeModule, register_backend
+from bitprism.kernels.onnx_export import export_inputs
+from bitprism.kernels.torch_ops import NBitsLinear, W8A8Linear
+from bitprism.spaces.candidate import OFF_BITS
+from bitprism.spaces.layer import LayerInfo, LayerKind
+from bitprism.workloads.base import Workload
+
+DTYPES = {
+    Precision.FP32: torch.float32,
+    Precision.FP16: torch.float16,
+    Precision.BF16: torch.bfloat16,
+}
+NO_GPU = "no CUDA GPU is visible to torch here (torch.cuda.is_available() is False)"
+NO_TRITON = "Triton is not installed: pip install 'bitprism[gpu]'"
+
+
+class TorchCudaBackend:
+    """Kernels of PyTorch and bitprism's Triton kernels, on a CUDA GPU."""
+
+    name = "torch-cuda"
+    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.BF16)
+
+    def __init__(self, device: str = "cuda") -> None:
+        self.device = torch.device(device)
+        triton = triton_nbits.triton
+        self.version = (
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
+            f"triton {getattr(triton, '__version__', 'absent')}"
+        )
+
+    @property
+    def gpus(self) -> int:
+        """GPUs a task of this backend needs: one, unless it was made for the CPU."""
+        return int(self.device.type == "cuda")
+
+    def missing(self) -> str | None:
+        """Why this machine cannot run the backend, or None."""
+        if self.device.type != "cuda":
+            return None
+        if not torch.cuda.is_available():
+            return NO_GPU
+        return None if triton_nbits.triton is not None else NO_TRITON
+
+    def machine(self) -> str:
+        """What timings depend on besides the versions: the GPU and its driver."""
+        if self.device.type != "cuda" or not torch.cuda.is_available():
+            return f"torch on {self.device.type}"
+        index = self.device.index or 0
+        props = torch.cuda.get_device_properties(index)
+        return f"{props.name} (sm_{props.major}{props.minor}, driver {_driver()})"
+
+    def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
+        if layer.kind is not LayerKind.LINEAR:
+            return (OFF_BITS,)
+        return (OFF_BITS, 8, *triton_nbits.BITS)
+
+    def supports_low_rank(self, layer: LayerInfo) -> bool:
+        return layer.kind is LayerKind.LINEAR
+
+    def gains_from(self, knob: str) -> bool:
+        return knob != "sparsity"
+
+    def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
+        if bits == 8:  # W8A8: symmetric int8 per token, over the whole row (quantize_tokens)
+            return InputQuant(InputQuantKind.PER_BLOCK_S8, block=group_size)
+        return None  # W4A16 / W2A16 multiply in float
+
+    def build(
+        self,
+        base_onnx: bytes,
+        layers: tuple[LayerInfo, ...],
+        compressed: Mapping[str, CompressedLayer],
+        source: Workload,
+    ) -> Artifact:
+        model = copy.deepcopy(source.model).eval()
+        for layer in layers:
+            if layer.name in compressed:
+                _set_submodule(model, layer.name, deployed_linear(compressed[layer.name]))
+        inputs, dynamic = export_inputs(source)
+        return _artifact(model, inputs, dynamic)
+
+    def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
+        return _tensor_bytes(_layer_module(layer, compressed, None))
+
+    def layer_model(
+        self,
+        layer: LayerInfo,
+        compressed: CompressedLayer,
+        node: onnx.NodeProto,
+        input_shape: tuple[int, ...],
+        opsets: Sequence[onnx.OperatorSetIdProto],
+    ) -> bytes:
+        module = _layer_module(layer, compressed, node)
+        if layer.kind is LayerKind.EMBEDDING:
+            x = torch.zeros(input_shape, dtype=torch.int64)
+        else:
+            x = torch.zeros(input_shape)
+        return _artifact(module, (x,), None).data
+
+    def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
+        return 0  # every compressed form above runs its own kernel
+
+    def load(self, data: bytes, threads: int, precision: Precision = Precision.FP32) -> TorchModule:
+        if precision not in DTYPES:
+            raise ValueError(f"torch-cuda computes in fp32, fp16 or bf16, not {precision.value}")
+        reason = self.missing()
+        if reason is not None:
+            raise ValueError(f"torch-cuda cannot run here: {reason}")
+        if self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.export.load(io.BytesIO(data)).module()
+        dtype = DTYPES[precision]
+        module = module.to(self.device)
+        if dtype is not torch.float32:
+            _cast_floats(module, dtype)
+        return TorchModule(module, self.device, dtype)
+
+
+def deployed_linear(layer: CompressedLayer) -> nn.Module:
+    """A compressed Linear layer as the GPU runs it: each factor in its kernel's form."""
+    chain = []
+    for i, factor in enumerate(layer.factors):
+        bias = layer.bias if i == len(layer.factors) - 1 else None
+        chain.append(_factor_module(factor, bias))
+    return chain[0] if len(chain) == 1 else nn.Sequential(*chain)
+
+
+def _factor_module(factor: Factor, bias: torch.Tensor | None) -> nn.Module:
+    quantized = factor.quantized
+    if quantized is not None and quantized.bits == 8:
+        return W8A8Linear(quantized, bias)
+    if quantized is not None:
+        return NBitsLinear(quantized, bias)
+    out_features, in_features = factor.weight.shape
+    linear = nn.Linear(in_features, out_features, bias=bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(factor.weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+def _layer_module(
+    layer: LayerInfo, compressed: CompressedLayer, node: onnx.NodeProto | None
+) -> nn.Module:
+    """``layer`` alone in ``compressed``'s form; a convolution reads its stride, padding,
+    dilation and groups from its exported ``node`` (None: only its tensors are wanted)."""
+    if layer.kind is LayerKind.LINEAR:
+        return deployed_linear(compressed)
+    weight, bias = compressed.factors[0].weight, compressed.bias
+    if layer.kind is LayerKind.EMBEDDING:
+        return nn.Embedding.from_pretrained(weight, freeze=True)
+    attrs = (
+        {} if node is None else {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    )
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    groups = int(attrs.get("group", 1))
+    conv = nn.Conv2d(
+        weight.shape[1] * groups,
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=tuple(attrs.get("strides", [1, 1])),
+        padding=tuple(pads[:2]),
+        dilation=tuple(attrs.get("dilations", [1, 1])),
+        groups=groups,
+        bias=bias is not None,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def _artifact(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic: tuple[dict, ...] | None
+) -> Artifact:
+    """``model`` exported on ``inputs`` and saved as ``.pt2`` bytes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, inputs, dynamic_shapes=dynamic, strict=False)
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+    return Artifact(buffer.getvalue(), _tensor_bytes(model), ".pt2")
+
+
+def _tensor_bytes(module: nn.Module) -> int:
+    """Bytes of every parameter and buffer of ``module`` (shared tensors once)."""
+    seen = {t.data_ptr(): t for t in (*module.parameters(), *module.buffers())}
+    return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def _cast_floats(module: nn.Module, dtype: torch.dtype) -> None:
+    """Float parameters and buffers to ``dtype``; integer codes and kernel scales stay."""
+    for sub in module.modules():
+        for name, tensor in [
+            *sub.named_parameters(recurse=False),
+            *sub.named_buffers(recurse=False),
+        ]:
+            if tensor.is_floating_point() and not name.endswith("scales"):
+                tensor.data = tensor.data.to(dtype)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _driver() -> str:
+    """The CUDA driver's version as torch sees it, e.g. ``12.8``."""
+    version = torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else None
+    if version is None:
+        return "unknown"
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+class TorchModule(RuntimeModule):
+    """A loaded ``torch-cuda`` program: inputs go to its device, outputs come back as fp32 on
+    the CPU; a compute ``dtype`` other than fp32 runs under ``torch.autocast``."""
+
+    def __init__(self, program: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.program = program
+        self.device = device
+        self.dtype = dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self._run(self._moved(inputs))
+        back = tree_map(
+            lambda t: t.detach().float().cpu() if isinstance(t, torch.Tensor) else t, outputs
+        )
+        return tuple(back) if isinstance(back, list) else back
+
+    def bind(self, inputs: Sequence[torch.Tensor]) -> Callable[[], object]:
+        moved = self._moved(inputs)
+
+        def call() -> object:
+            out = self._run(moved)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return out
+
+        return call
+
+    def _moved(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(self.device) for t in inputs)
+
+    def _run(self, inputs: tuple[torch.Tensor, ...]) -> object:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32
+            ),
+        ):
+            return self.program(*inputs)
+
+
+@register_backend("torch-cuda")
+def _make() -> TorchCudaBackend:
+    return TorchCudaBackend()
