@@ -86,11 +86,19 @@ def search(
     threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Runtime candidates are built for: ort-cpu, openvino-cpu.")
+        str | None,
+        typer.Option(help="Runtime candidates are built for: ort-cpu, openvino-cpu, torch-cuda."),
+    ] = None,
+    fallback_backend: Annotated[
+        str | None,
+        typer.Option(help="Search on this backend where --backend cannot run (e.g. no GPU)."),
     ] = None,
     precision: Annotated[
         Precision | None,
-        typer.Option(help="What candidates compute in (bf16: openvino-cpu on a bf16 CPU)."),
+        typer.Option(
+            help="What candidates compute in (bf16: openvino-cpu on a bf16 CPU, or torch-cuda;"
+            " fp16: torch-cuda)."
+        ),
     ] = None,
     extra_knob: Annotated[
         list[Knob] | None,
@@ -123,6 +131,7 @@ def search(
         "warm_start": warm_start,
         "output_dir": output_dir,
         "backend": backend,
+        "fallback_backend": fallback_backend,
         "precision": precision,
         "extra_knobs": extra_knob,
         "trial_timeout_s": trial_timeout,

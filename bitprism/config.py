@@ -168,6 +168,9 @@ class JobSpec(_Strict):
     store: str = "sqlite:///bitprism.db"
     output_dir: Path = Path("bitprism-runs")
     backend: str = "ort-cpu"
+    # Where ``backend`` cannot run (torch-cuda with no GPU), search on this one instead and
+    # say so (e.g. ort-cpu); None: such a job fails, naming what is missing.
+    fallback_backend: str | None = None
     precision: Precision = Precision.FP32
     overrides: dict[str, dict[Knob, tuple[float, ...]]] = Field(default_factory=dict)
     extra_knobs: tuple[Knob, ...] = ()

@@ -132,6 +132,13 @@ class SearchResult:
         return self.store.trials(self.job.id)
 
     @property
+    def suffix(self) -> str:
+        """The suffix of the job's files: ``.onnx``, or ``.pt2`` for ``torch-cuda``."""
+        from bitprism.kernels.base import get_backend
+
+        return get_backend(self.spec.backend).suffix
+
+    @property
     def reference(self) -> ParetoPoint | None:
         """The fp32 model, measured the same way as every candidate."""
         points = [p for p in self._points() if p.is_reference]
@@ -203,7 +210,8 @@ class SearchResult:
         fp32_if_none: bool = False,
         trial: int | None = None,
     ) -> ExportReport:
-        """Write the best feasible point's ONNX file to ``path`` after re-verifying it; with
+        """Write the best feasible point's file (ONNX, or ``.pt2`` for ``torch-cuda``; ``path``
+        must end in :attr:`suffix`) to ``path`` after re-verifying it; with
         ``trial``, that trial's file whatever the limits (it must be a verified trial).
 
         The file written is byte for byte the one that was timed. It is loaded in the job's backend,
@@ -216,7 +224,7 @@ class SearchResult:
         from bitprism.evaluators.verify import compare_files
 
         try:
-            target = writable_file(path, "export path", ".onnx")
+            target = writable_file(path, "export path", self.suffix)
         except PathError as exc:
             raise ExportError(str(exc)) from None
         limits = constraints or self.spec.constraints

@@ -10,7 +10,14 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from bitprism.config import JobSpec, build_spec
+from bitprism.kernels.base import register_backend
+from bitprism.kernels.torch_cuda import TorchCudaBackend
 from bitprism.workloads.base import Workload
+
+# The torch-cuda backend made for the CPU (its operators' torch arithmetic), so a whole job
+# runs the GPU path's build, load, parity and timing where no GPU is. Registered on import:
+# Ray workers unpickling a workload of this module register it too.
+register_backend("torch-cpu")(lambda: TorchCudaBackend("cpu"))
 
 
 def job_spec(store_url: str, tmp_path: Path, **fields: Any) -> JobSpec:

@@ -13,4 +13,5 @@ def exported(store: str, job: str, trial: int) -> ExportReport:
     """``bitprism export JOB --trial N`` into a fresh temporary folder: the file byte for byte
     as timed, re-scored and re-timed against fp32 (ExportError if it strays)."""
     folder = Path(tempfile.mkdtemp(prefix="bitprism-export-"))
-    return SearchResult(job, store).export(folder / f"{job}-trial-{trial}.onnx", trial=trial)
+    result = SearchResult(job, store)
+    return result.export(folder / f"{job}-trial-{trial}{result.suffix}", trial=trial)

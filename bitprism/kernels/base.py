@@ -62,6 +62,7 @@ class Backend(Offers, Protocol):
     precisions: tuple[Precision, ...]
     version: str  # the runtime's own version: timings are cached per version
     gpus: int  # GPUs each of its tasks needs (Ray's num_gpus); 0 for a CPU runtime
+    suffix: str  # its artifacts' file suffix (.onnx, .pt2)
 
     def missing(self) -> str | None:
         """Why this machine cannot run this backend (no GPU, a package absent), or None."""

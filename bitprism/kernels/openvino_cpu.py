@@ -47,6 +47,7 @@ class OpenVinoCpuBackend(OnCpu):
     name = "openvino-cpu"
     version = ov.get_version()
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.BF16)
+    suffix = ".onnx"
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:

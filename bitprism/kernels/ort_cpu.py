@@ -32,6 +32,7 @@ class OrtCpuBackend(OnCpu):
     name = "ort-cpu"
     version = ort.__version__
     precisions: tuple[Precision, ...] = (Precision.FP32,)
+    suffix = ".onnx"
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:

@@ -56,21 +56,18 @@ NO_TRITON = "Triton is not installed: pip install 'bitprism[gpu]'"
 class TorchCudaBackend:
     """Kernels of PyTorch and bitprism's Triton kernels, on a CUDA GPU."""
 
-    name = "torch-cuda"
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.BF16)
+    suffix = ".pt2"
 
     def __init__(self, device: str = "cuda") -> None:
         self.device = torch.device(device)
+        self.name = "torch-cuda" if self.device.type == "cuda" else f"torch-{self.device.type}"
+        self.gpus = int(self.device.type == "cuda")  # a task needs one, unless made for the CPU
         triton = triton_nbits.triton
         self.version = (
             f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
             f"triton {getattr(triton, '__version__', 'absent')}"
         )
-
-    @property
-    def gpus(self) -> int:
-        """GPUs a task of this backend needs: one, unless it was made for the CPU."""
-        return int(self.device.type == "cuda")
 
     def missing(self) -> str | None:
         """Why this machine cannot run the backend, or None."""
@@ -91,7 +88,7 @@ class TorchCudaBackend:
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is not LayerKind.LINEAR:
             return (OFF_BITS,)
-        return (OFF_BITS, 8, *triton_nbits.BITS)
+        return (OFF_BITS, 8, *sorted(triton_nbits.BITS, reverse=True))
 
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
@@ -199,7 +196,7 @@ def _layer_module(
     conv = nn.Conv2d(
         weight.shape[1] * groups,
         weight.shape[0],
-        tuple(weight.shape[2:]),
+        (weight.shape[2], weight.shape[3]),
         stride=tuple(attrs.get("strides", [1, 1])),
         padding=tuple(pads[:2]),
         dilation=tuple(attrs.get("dilations", [1, 1])),
@@ -209,7 +206,7 @@ def _layer_module(
     with torch.no_grad():
         conv.weight.copy_(weight)
         if bias is not None:
-            conv.bias.copy_(bias)
+            conv.get_parameter("bias").copy_(bias)
     return conv
 
 

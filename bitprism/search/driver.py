@@ -24,13 +24,14 @@ from optuna.trial import TrialState as OptunaState
 from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
+from bitprism.kernels.base import get_backend
 from bitprism.search.guidance import guide
 from bitprism.search.heartbeat import LOST, StaleCallback, TrialHeartbeat, storage_options
 from bitprism.search.jobs import create_row, new_job_id
 from bitprism.search.lease import Lease
 from bitprism.search.loop import SearchLoop
-from bitprism.search.parallel import NO_LANES, RayPool
-from bitprism.search.prepare import PreparedJob, eval_context, prepare_job
+from bitprism.search.parallel import NO_LANES, RayPool, cluster_gpus
+from bitprism.search.prepare import PreparedJob, eval_context, prepare_job, runnable_backend
 from bitprism.search.schema import JobStatus, TrialState
 from bitprism.search.store import ArtifactRecord, Store, optuna_storage
 from bitprism.search.warmstart import Predictor, Seed
@@ -85,7 +86,9 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
         spec = with_latency_defaults(spec, workload.latency_defaults)
         job_id = spec.job_id or new_job_id(workload.name)
         spec = spec.model_copy(update={"job_id": job_id})
+        spec, fell_back = runnable_backend(spec, cluster_gpus())
         job = prepare_job(spec, workload)
+        job = dataclasses.replace(job, notes=(*fell_back, *job.notes))
     except Exception as exc:
         _fail_queued(spec, exc)
         raise
@@ -143,7 +146,7 @@ def _search(
         predictor = guidance.predictor
     ctx = eval_context(spec, job)
     store.update_job(job_id, status=JobStatus.RUNNING)
-    pool = RayPool(spec.workers, spec.trial_timeout_s)
+    pool = RayPool(spec.workers, spec.trial_timeout_s, get_backend(spec.backend).gpus)
     notes = notes if pool.lanes else (*notes, NO_LANES)
     try:
         loop = SearchLoop(

@@ -37,6 +37,7 @@ from bitprism.config import JobSpec, SpecError
 from bitprism.kernels.base import get_backend
 from bitprism.paths import check_store_url, writable_dir
 from bitprism.search.lease import LEASE_TTL_S, dead_here
+from bitprism.search.prepare import runnable_backend
 from bitprism.search.schema import ACTIVE, JobStatus
 from bitprism.search.store import JobRecord, Store
 from bitprism.workloads.registry import find_workload
@@ -90,7 +91,12 @@ def submit(spec: JobSpec, address: str | None = None) -> Submitted:
     client = None if address is None else ray_client(address)
     check_store_url(spec.store, create=True)
     writable_dir(spec.output_dir, "output_dir")
-    get_backend(spec.backend)
+    if spec.fallback_backend is not None:
+        get_backend(spec.fallback_backend)
+    if address is None:  # the driver starts here: its backend (or fallback) must run here
+        runnable_backend(spec, None)
+    else:
+        get_backend(spec.backend)
     find_workload(spec.workload, data=spec.data, model_dir=spec.model_dir)
     store = Store(spec.store)
     job_id = spec.job_id or ""

@@ -15,6 +15,10 @@
   job is evaluating and starts no evaluation there until it ends. A cluster that declares no
   lanes still gets the job's own slot; :attr:`RayPool.lanes` says which, and the job says so.
 
+- **GPUs**: a job whose backend runs on a GPU (``torch-cuda``) gives each evaluation
+  ``gpus / workers`` of a GPU (the workers share one) and the timing task ``gpus`` whole, so
+  Ray places trials on GPU nodes only and times each alone on its GPU.
+
 Local Ray is started on demand (the embedded default); an already-initialised Ray (e.g. a
 cluster connection) is reused as is. The rest of bitprism only sees submit/wait.
 """
@@ -64,16 +68,12 @@ class RayPool:
     Job Submission API starts), else a local Ray of ``workers`` CPUs started here.
     """
 
-    def __init__(self, workers: int, timeout_s: float) -> None:
+    def __init__(self, workers: int, timeout_s: float, gpus: int = 0) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
-        self._started = False
-        if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
-            # A driver Ray's Job Submission API started on a cluster (or one pointed at a
-            # cluster): its trials run on the cluster's nodes.
-            ray.init(log_to_driver=False, logging_level=logging.ERROR)
-            self._started = True
-        elif not ray.is_initialized():
+        self.gpus = gpus  # GPUs a timing task takes (each evaluation takes a share)
+        self._started = _join_cluster()
+        if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(
                 address="local",
@@ -145,13 +145,36 @@ class RayPool:
             ray.shutdown()
 
     def _remote(self, fn: Callable[..., Any], lane: float) -> Any:
-        """``fn`` as a Ray task of one CPU holding ``lane`` of its node's timing lane."""
+        """``fn`` as a Ray task of one CPU holding ``lane`` of its node's timing lane, and
+        that share of :attr:`gpus` (a whole lane: all of them)."""
         if fn not in self._remotes:
             self._remotes[fn] = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(fn)
-        return self._remotes[fn].options(resources={LANE: lane} if self.lanes else {})
+        gpus = self.gpus if lane == 1.0 else self.gpus / self.workers
+        return self._remotes[fn].options(
+            resources={LANE: lane} if self.lanes else {}, num_gpus=gpus
+        )
 
     def _timeout_message(self) -> str:
         return f"TimeoutError: no result after {self.timeout_s:g} s (trial_timeout_s); cancelled"
+
+
+def cluster_gpus() -> float | None:
+    """The GPUs of the Ray cluster this job's trials run on (connecting to ``$RAY_ADDRESS``'s
+    if need be), or None for a job whose trials run on this machine's own local Ray."""
+    _join_cluster()
+    if not ray.is_initialized():
+        return None
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def _join_cluster() -> bool:
+    """Connect to the cluster ``$RAY_ADDRESS`` names unless Ray is already initialised: a
+    driver Ray's Job Submission API started on a cluster (or one pointed at a cluster) runs
+    its trials on the cluster's nodes. True if this call connected."""
+    if ray.is_initialized() or not os.environ.get("RAY_ADDRESS"):
+        return False
+    ray.init(log_to_driver=False, logging_level=logging.ERROR)
+    return True
 
 
 def _result(ref: ray.ObjectRef, tag: Any) -> Done:

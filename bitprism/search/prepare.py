@@ -92,6 +92,49 @@ def prepare_job(spec: JobSpec, workload: Workload) -> PreparedJob:
     )
 
 
+def runnable_backend(spec: JobSpec, cluster_gpus: float | None) -> tuple[JobSpec, tuple[str, ...]]:
+    """``spec`` on a backend that can run where its trials will, and a note if it changed.
+
+    Its own backend if it can; else, if ``fallback_backend`` allows, that one (in fp32 if it
+    does not compute in the job's precision), with a note saying so. ``cluster_gpus`` is the
+    GPUs of the Ray cluster the trials run on, None when they run on this machine.
+
+    Raises:
+        SpecError: the backend cannot run and no fallback can, naming what is missing.
+    """
+    reason = _why_not(get_backend(spec.backend), cluster_gpus)
+    if reason is None:
+        return spec, ()
+    if spec.fallback_backend is None:
+        raise SpecError(
+            f"backend: {spec.backend} cannot run here: {reason}. Run the job where it can, or "
+            "set fallback_backend (e.g. ort-cpu) to search on the CPU instead"
+        )
+    fallback = get_backend(spec.fallback_backend)
+    why = _why_not(fallback, cluster_gpus)
+    if why is not None:
+        raise SpecError(
+            f"backend: {spec.backend} cannot run here ({reason}), nor can its fallback "
+            f"{spec.fallback_backend} ({why})"
+        )
+    updates: dict[str, object] = {"backend": fallback.name}
+    note = f"{spec.backend} cannot run here ({reason}): searching on {fallback.name} instead"
+    if spec.precision not in fallback.precisions:
+        updates["precision"] = Precision.FP32
+        note += f", in fp32 (it does not compute in {spec.precision.value})"
+    return spec.model_copy(update=updates), (f"{note}, as fallback_backend allows",)
+
+
+def _why_not(backend: Backend, cluster_gpus: float | None) -> str | None:
+    """Why ``backend`` cannot run the job's trials: asked of this machine for a local job; of
+    the cluster's GPUs for a GPU backend on a cluster (its driver may have none)."""
+    if cluster_gpus is None or backend.gpus == 0:
+        return backend.missing()
+    if cluster_gpus < backend.gpus:
+        return f"the Ray cluster has {cluster_gpus:g} GPUs; each trial needs {backend.gpus}"
+    return None
+
+
 def eval_context(spec: JobSpec, job: PreparedJob) -> EvalContext:
     """What every trial of the job shares, as shipped to the workers."""
     return EvalContext(

@@ -61,6 +61,6 @@ if verified and st.button("Export", help="re-score and re-time it against fp32, 
             st.download_button(
                 f"download {report.path.name}",
                 report.path.read_bytes(),
-                file_name=f"{job}-trial-{number}.onnx",
+                file_name=report.path.name,
                 mime="application/octet-stream",
             )
