@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import onnx
 import torch
@@ -70,6 +71,17 @@ class LayerCosts:
         return self.form_ms[layer][form] * self.shape_ms[layer][shape] / full
 
 
+# Runs fn(*args) where trials are timed, alone, and returns its value (in this process when
+# no pool is given; the driver passes its Ray pool's timing slot, so a GPU job's driver needs
+# no GPU and a cluster's layer forms are timed on a worker node, like its trials).
+Runner = Callable[..., Any]
+
+
+def in_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """The :data:`Runner` that calls ``fn`` here."""
+    return fn(*args)
+
+
 def layer_costs(
     model: nn.Module,
     layers: Sequence[LayerInfo],
@@ -82,6 +94,7 @@ def layer_costs(
     precision: Precision = Precision.FP32,
     store: Store | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    run: Runner = in_process,
 ) -> LayerCosts:
     """Costs of ``forms[layer]`` at full shape and of fp32 at each of ``shapes[layer]``.
 
@@ -92,7 +105,7 @@ def layer_costs(
     seen = _input_shapes(model, layers, timing_inputs)
     base = onnx.load_model_from_string(base_onnx)
     nodes = {layer.name: find_layer_node(base.graph, layer.name).node for layer in layers}
-    cpu = backend.machine()  # the CPU's flags, or the GPU's name and driver
+    cpu = run(machine_of, backend)  # where they are timed: its CPU's flags, or GPU and driver
     tag = f"{backend.name}|{backend.version}|{threads}|{precision.value}|{cpu}"
 
     def stand_in(layer: LayerInfo, form: LayerChoice, shape: Shape) -> _Timed:
@@ -120,7 +133,7 @@ def layer_costs(
         }
         if todo or reference.key not in known:
             group = [reference, *todo.values()]
-            found = _time(group, backend, threads, precision)
+            found = run(time_stand_ins, group, backend, threads, precision)
             known.update(found)
             timed += len(group)
             if store is not None:
@@ -154,7 +167,12 @@ def layer_costs(
     return LayerCosts(full, form_ms, shape_ms, _bytes_of(backend), timed)
 
 
-def _time(
+def machine_of(backend: Backend) -> str:
+    """``backend.machine()`` where it is called (run where the layers are timed)."""
+    return backend.machine()
+
+
+def time_stand_ins(
     group: Sequence[_Timed], backend: Backend, threads: int, precision: Precision
 ) -> dict[str, float]:
     """Median milliseconds of each stand-in, timed in interleaved passes."""

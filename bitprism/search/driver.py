@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 import torch
@@ -25,6 +27,7 @@ from bitprism.config import JobSpec, Sampler, SpecError, with_latency_defaults
 from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
 from bitprism.kernels.base import get_backend
+from bitprism.search.costs import Runner
 from bitprism.search.guidance import guide
 from bitprism.search.heartbeat import LOST, StaleCallback, TrialHeartbeat, storage_options
 from bitprism.search.jobs import create_row, new_job_id
@@ -138,17 +141,18 @@ def _search(
     predictor: Predictor | None = None
     notes = job.notes
     room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
-    if spec.warm_start and room and not study.get_trials(deepcopy=False):
-        guidance = guide(spec, job, inputs, store, progress=progress)
-        job = dataclasses.replace(job, space=guidance.space)
-        store.update_job(job_id, space=guidance.space_record())
-        seeds, notes = guidance.seeds, (*notes, *guidance.notes())
-        predictor = guidance.predictor
-    ctx = eval_context(spec, job)
-    store.update_job(job_id, status=JobStatus.RUNNING)
     pool = RayPool(spec.workers, spec.trial_timeout_s, get_backend(spec.backend).gpus)
     notes = notes if pool.lanes else (*notes, NO_LANES)
     try:
+        if spec.warm_start and room and not study.get_trials(deepcopy=False):
+            run = _alone(pool)  # layer forms are timed where trials are
+            guidance = guide(spec, job, inputs, store, progress=progress, run=run)
+            job = dataclasses.replace(job, space=guidance.space)
+            store.update_job(job_id, space=guidance.space_record())
+            seeds, notes = guidance.seeds, (*notes, *guidance.notes())
+            predictor = guidance.predictor
+        ctx = eval_context(spec, job)
+        store.update_job(job_id, status=JobStatus.RUNNING)
         loop = SearchLoop(
             spec,
             store,
@@ -164,6 +168,18 @@ def _search(
         loop.run(progress, notes)
     finally:
         pool.close()
+
+
+def _alone(pool: RayPool) -> Runner:
+    """A runner of ``fn(*args)`` in ``pool``'s timing slot that returns its value."""
+
+    def run(fn: Callable[..., Any], *args: Any) -> Any:
+        done = pool.run_exclusive(fn, *args)
+        if done.error is not None:
+            raise RuntimeError(f"timing layer forms for the warm start failed: {done.error}")
+        return done.value
+
+    return run
 
 
 def _cancelled(job_id: str, when: str) -> str:

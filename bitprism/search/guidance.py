@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from bitprism.config import JobSpec
 from bitprism.kernels.base import get_backend
-from bitprism.search.costs import LayerCosts, layer_costs
+from bitprism.search.costs import LayerCosts, Runner, in_process, layer_costs
 from bitprism.search.narrow import Dropped, dropped_summary, narrow_space
 from bitprism.search.prepare import PreparedJob
 from bitprism.search.store import Store
@@ -77,11 +77,13 @@ def guide(
     timing_inputs: Sequence[torch.Tensor],
     store: Store | None = None,
     progress: bool = True,
+    run: Runner = in_process,
 ) -> Guidance:
     """The narrowed space and ``spec.warm_start`` integer-program candidates for ``job``.
     Layer forms are timed on ``timing_inputs``; nothing else of the job may run meanwhile.
     Timings and the damage table are cached in ``store``, so a second job on the same model,
-    data and space measures neither again."""
+    data and space measures neither again. ``run`` runs each timing where the trials are
+    timed (:data:`bitprism.search.costs.Runner`)."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
     structure = Structure(job.groups, job.unit_order)
@@ -104,7 +106,7 @@ def guide(
             if store is not None:
                 store.cache_damage(key, damage.to_dict())
         costs = job_costs(
-            spec, job, timing_inputs, store, on_step=lambda k, n: report("time", k, n)
+            spec, job, timing_inputs, store, on_step=lambda k, n: report("time", k, n), run=run
         )
         space, dropped = narrow_space(job.space, damage, costs)
         predictor = Predictor(space, damage, costs, job.groups)
@@ -118,6 +120,7 @@ def job_costs(
     timing_inputs: Sequence[torch.Tensor],
     store: Store | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    run: Runner = in_process,
 ) -> LayerCosts:
     """Bytes and measured time of every form and pruned shape ``job``'s space offers, on the
     job's backend, threads and precision (timings cached in ``store``)."""
@@ -134,6 +137,7 @@ def job_costs(
         spec.precision,
         store,
         on_step,
+        run,
     )
 
 
