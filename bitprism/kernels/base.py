@@ -37,6 +37,14 @@ class Artifact:
     suffix: str = ".onnx"
 
 
+@dataclass(frozen=True)
+class DeviceTime:
+    """What a bound call returns when its device timed the run itself (CUDA events around the
+    work alone, not around a cache flush before it): the timer takes it over the wall clock."""
+
+    milliseconds: float
+
+
 class RuntimeModule(nn.Module, ABC):
     """A loaded artifact behind ``forward``, so a user's ``evaluate(model)`` scores the file.
 
@@ -50,7 +58,8 @@ class RuntimeModule(nn.Module, ABC):
     @abstractmethod
     def bind(self, inputs: Sequence[torch.Tensor]) -> Callable[[], object]:
         """A no-argument call that runs the artifact on ``inputs`` converted once, so that a
-        timed call is the runtime's inference and nothing else."""
+        timed call is the runtime's inference and nothing else. It may return a
+        :class:`DeviceTime`, the device's own measure of the run."""
 
 
 class Backend(Offers, Protocol):

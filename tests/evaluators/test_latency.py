@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from bitprism.config import LatencySpec
-from bitprism.evaluators.latency import compare_latency, timing_inputs
-from bitprism.kernels.base import get_backend
+from bitprism.evaluators.latency import compare_calls, compare_latency, timing_inputs
+from bitprism.kernels.base import DeviceTime, get_backend
 
 LOAD = get_backend("ort-cpu").load
 
@@ -33,3 +33,11 @@ def test_more_work_shows_as_a_lower_speedup(digits, digits_onnx) -> None:
     base = compare_latency([small], (x,), spec)[0].latency.median_ms
     heavy = compare_latency([big], larger, spec)[0].latency.median_ms
     assert heavy > 3 * base and reference.speedup == 1.0
+
+
+def test_a_call_the_device_timed_is_taken_at_its_word() -> None:
+    # A GPU call returns CUDA events' time of the run alone (not the cache flush before it).
+    spec = LatencySpec(warmup=1, repeats=3, passes=2)
+    fp32, half = compare_calls([lambda: DeviceTime(2.0), lambda: DeviceTime(0.5)], spec)
+    assert fp32.latency.median_ms == 2.0 and half.latency.median_ms == 0.5
+    assert half.speedup == half.speedup_min == half.speedup_max == 4.0
