@@ -108,7 +108,7 @@ def runnable_backend(spec: JobSpec, cluster_gpus: float | None) -> tuple[JobSpec
     if spec.fallback_backend is None:
         raise SpecError(
             f"backend: {spec.backend} cannot run here: {reason}. Run the job where it can, or "
-            "set fallback_backend (e.g. ort-cpu) to search on the CPU instead"
+            "set fallback_backend (e.g. --fallback-backend ort-cpu) to search on the CPU instead"
         )
     fallback = get_backend(spec.fallback_backend)
     why = _why_not(fallback, cluster_gpus)

@@ -17,7 +17,8 @@ from rich.progress import (
 
 
 class SearchProgress:
-    """Context manager around one rich progress task; silent when ``enabled`` is False."""
+    """Context manager around one rich progress task; only its announcements when ``enabled``
+    is False."""
 
     def __init__(self, job_id: str, total: int, completed: int, enabled: bool = True) -> None:
         self.failed = 0
@@ -38,15 +39,14 @@ class SearchProgress:
             disable=not enabled,
             transient=False,
         )
-        self._enabled = enabled
         self._task = self._progress.add_task(
             f"search {job_id}", total=total, completed=min(completed, total), status=""
         )
 
     def announce(self, text: str) -> None:
-        """Print one line above the bar (nothing when disabled)."""
-        if self._enabled:
-            self._progress.console.print(text)
+        """Print one line above the bar; without the bar too (a background job's log keeps
+        what the job says of itself: the runtime, a fallback, missing timing lanes)."""
+        self._progress.console.print(text)
 
     def __enter__(self) -> SearchProgress:
         self._progress.__enter__()

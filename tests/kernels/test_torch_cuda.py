@@ -170,9 +170,24 @@ def test_on_cuda_the_kernels_run_the_candidate(mixer: Workload, precision: Preci
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_a_guided_job_runs_the_gpu_path_end_to_end_on_the_cpu(
-    store_url: str, tmp_path: Path
+def test_a_job_that_falls_back_says_so_in_its_output(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    spec = job_spec(store_url, tmp_path, backend="torch-cuda", fallback_backend="ort-cpu", trials=1)
+    run_job(spec.model_copy(update={"warm_start": 0}), progress=False)  # no bar: a job's log
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    # Trials run on the test's local Ray, which has no GPU (a job without one asks torch).
+    assert "torch-cuda cannot run here (the Ray cluster has 0 GPUs" in out
+    assert "searching on ort-cpu instead, as fallback_backend allows" in out
+    assert "in ort-cpu, fp32" in out  # where its latencies come from
+    record = Store(store_url).job("job")
+    assert record is not None and record.spec["backend"] == "ort-cpu"  # what the job ran
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_guided_job_takes_the_gpu_path_on_the_cpu(store_url: str, tmp_path: Path) -> None:
     """torch-cuda's code path as a job takes it (layer forms timed alone for the warm start,
     Ray workers building and scoring .pt2 programs, timing, export), with the backend made
     for the CPU (tests.fixtures registers it as ``torch-cpu``)."""
