@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 import onnx
 import torch
 from torch import nn
+from torch.export.passes import move_to_device_pass
 from torch.utils._pytree import tree_map
 
 from bitprism.compression.apply import CompressedLayer, Factor
@@ -149,9 +150,10 @@ class TorchCudaBackend:
             torch.set_num_threads(threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = torch.export.load(io.BytesIO(data)).module()
+            # The export records the devices it traced on (an arange's device=cpu): rewritten.
+            program = move_to_device_pass(torch.export.load(io.BytesIO(data)), self.device)
+            module = program.module()
         dtype = DTYPES[precision]
-        module = module.to(self.device)
         if dtype is not torch.float32:
             _cast_floats(module, dtype)
         return TorchModule(module, self.device, dtype)
