@@ -151,7 +151,7 @@ def compress_model(
         )
         compressed[layer.name] = result
         replaced = _as_module(module, result)
-        _set_submodule(compressed_model, layer.name, replaced)
+        set_submodule(compressed_model, layer.name, replaced)
         replaced_modules[layer.name] = replaced
     _calibrate(compressed_model, calibration)
     for name, replaced in replaced_modules.items():
@@ -224,22 +224,28 @@ def _as_module(original: nn.Module, layer: CompressedLayer) -> nn.Module:
         return _with_input_quant(replaced, layer.factors[0])
     chain: list[nn.Module] = []
     for i, factor in enumerate(layer.factors):
-        last = i == len(layer.factors) - 1
-        out_features, in_features = factor.weight.shape
-        linear = nn.Linear(in_features, out_features, bias=last and layer.bias is not None)
-        with torch.no_grad():
-            linear.weight.copy_(factor.weight)
-            if linear.bias is not None and layer.bias is not None:
-                linear.bias.copy_(layer.bias)
-        chain.append(_with_input_quant(linear, factor))
+        bias = layer.bias if i == len(layer.factors) - 1 else None
+        chain.append(_with_input_quant(linear_of(factor.weight, bias), factor))
     return nn.Sequential(*chain)
+
+
+def linear_of(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An ``nn.Linear`` holding copies of ``weight`` (out, in) and ``bias``."""
+    out_features, in_features = weight.shape
+    linear = nn.Linear(in_features, out_features, bias=bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.get_parameter("bias").copy_(bias)
+    return linear
 
 
 def _with_input_quant(module: nn.Module, factor: Factor) -> nn.Module:
     return module if factor.input_quant is None else QuantizedInput(module, factor.input_quant)
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``name`` of ``model``."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)

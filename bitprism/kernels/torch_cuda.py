@@ -36,7 +36,7 @@ from torch import nn
 from torch.export.passes import move_to_device_pass
 from torch.utils._pytree import tree_map
 
-from bitprism.compression.apply import CompressedLayer, Factor
+from bitprism.compression.apply import CompressedLayer, Factor, linear_of, set_submodule
 from bitprism.compression.quantize import InputQuant, InputQuantKind
 from bitprism.config import Precision
 from bitprism.kernels import triton_nbits
@@ -115,7 +115,7 @@ class TorchCudaBackend:
         model = copy.deepcopy(source.model).eval()
         for layer in layers:
             if layer.name in compressed:
-                _set_submodule(model, layer.name, deployed_linear(compressed[layer.name]))
+                set_submodule(model, layer.name, deployed_linear(compressed[layer.name]))
         inputs, dynamic = export_inputs(source)
         return _artifact(model, inputs, dynamic)
 
@@ -174,13 +174,7 @@ def _factor_module(factor: Factor, bias: torch.Tensor | None) -> nn.Module:
         return W8A8Linear(quantized, bias)
     if quantized is not None:
         return NBitsLinear(quantized, bias)
-    out_features, in_features = factor.weight.shape
-    linear = nn.Linear(in_features, out_features, bias=bias is not None)
-    with torch.no_grad():
-        linear.weight.copy_(factor.weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
+    return linear_of(factor.weight, bias)
 
 
 def _layer_module(
@@ -242,12 +236,6 @@ def _cast_floats(module: nn.Module, dtype: torch.dtype) -> None:
         ]:
             if tensor.is_floating_point() and not name.endswith("scales"):
                 tensor.data = tensor.data.to(dtype)
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def _driver() -> str:
