@@ -110,9 +110,10 @@ def layer_rows(trial: TrialRecord, layer_order: list[str]) -> list[Row]:
 
 
 def _float_note(metrics: dict[str, float]) -> str:
-    """``; 4 run in float`` when the runtime decompressed quantised layers (else nothing)."""
+    """``; 4 run without their kernel`` when the runtime decompressed quantised layers, or ran
+    sparse ones dense (else nothing)."""
     count = int(metrics.get("float_layers", 0))
-    return f"; {count} run in float" if count else ""
+    return f"; {count} run without their kernel" if count else ""
 
 
 def _short(value: float) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from bitprism.compression.methods import LayerStats, MethodKind, chosen, needed
+from bitprism.compression.methods.plain import n_of_m_mask
 from bitprism.compression.quantize import (
     InputQuant,
     InputQuantFor,
@@ -28,6 +29,9 @@ from bitprism.spaces.candidate import OFF_BITS, Candidate, LayerChoice
 from bitprism.spaces.knobs import low_rank
 from bitprism.spaces.layer import LayerInfo, LayerKind
 from bitprism.workloads.base import Inputs, as_tuple
+
+# layer -> the N:M sparsity pattern (N, M) the backend's sparse kernel runs for it, if any
+PatternFor = Callable[[LayerInfo], tuple[int, int] | None]
 
 # No calibration data needed: truncated SVD, magnitude pruning, round-to-nearest.
 PLAIN = Methods(factoriser="svd", pruner="magnitude", quantiser="rtn")
@@ -64,6 +68,7 @@ def compress_layer(
     input_quant: InputQuantFor | None = None,
     methods: Methods = PLAIN,
     stats: LayerStats | None = None,
+    pattern: tuple[int, int] | None = None,
 ) -> CompressedLayer:
     """Factorise, then prune each factor exactly, then quantise each factor, each step with the
     method ``methods`` names for it (the registry in :mod:`bitprism.compression.methods`).
@@ -72,6 +77,9 @@ def compress_layer(
     the second factor of a low rank sees the first's outputs, so its input Gram matrix is
     derived (A G A^T for the compressed first factor A). ``input_quant`` (the backend's) gives
     each quantised factor the input quantiser its kernel uses (static ones still uncalibrated).
+    ``pattern`` (N, M), the backend's sparse kernel's: a sparsity above 0 keeps the N largest
+    |w| of every M along each factor's input instead of the job's pruner (a factor whose input
+    width is not a multiple of M is left dense: no kernel would run its zeros faster).
     """
     stats = stats or LayerStats()
     if choice.rank_fraction < 1.0:
@@ -87,7 +95,11 @@ def compress_layer(
     factors = []
     for matrix in matrices:
         own = LayerStats(input_gram=gram, fisher=stats.fisher if len(matrices) == 1 else None)
-        pruned = prune(matrix, choice.sparsity, own)
+        if pattern is not None and choice.sparsity > 0:
+            fits = matrix.shape[1] % pattern[1] == 0
+            pruned = matrix.detach() * n_of_m_mask(matrix, *pattern) if fits else matrix.detach()
+        else:
+            pruned = prune(matrix, choice.sparsity, own)
         quantized = None
         if choice.weight_bits != OFF_BITS:
             rows = pruned.reshape(pruned.shape[0], -1)
@@ -116,6 +128,7 @@ def compress_model(
     calibration: Sequence[Inputs] = (),
     methods: Methods = PLAIN,
     stats: Mapping[str, LayerStats] | None = None,
+    pattern: PatternFor | None = None,
 ) -> tuple[nn.Module, dict[str, CompressedLayer]]:
     """A compressed deep copy of ``model`` and each changed layer's compressed form.
 
@@ -128,7 +141,8 @@ def compress_model(
     measured with every weight already compressed) and their scales kept in the factors.
     ``methods`` compress each layer; ``stats`` (from :func:`bitprism.sensitivity.stats.
     candidate_stats`, on ``model``) must hold every layer whose choice uses a method that
-    needs calibration statistics.
+    needs calibration statistics. ``pattern`` (the backend's) gives each layer the N:M sparsity
+    pattern its sparse kernel runs, if any (see :func:`compress_layer`).
     """
     compressed_model = copy.deepcopy(model).eval()
     compressed: dict[str, CompressedLayer] = {}
@@ -148,6 +162,7 @@ def compress_model(
             input_quant,
             methods,
             _stats_of(layer.name, choice, methods, stats),
+            None if pattern is None else pattern(layer),
         )
         compressed[layer.name] = result
         replaced = _as_module(module, result)

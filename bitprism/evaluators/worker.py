@@ -107,7 +107,14 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
     with _one_thread():  # calibrated scales must not depend on who builds (worker or export)
         stats = candidate_stats(source, ctx.layers, candidate, ctx.methods, calibration, key)
         torch_model, compressed = compress_model(
-            source, ctx.layers, candidate, backend.input_quant, calibration, ctx.methods, stats
+            source,
+            ctx.layers,
+            candidate,
+            backend.input_quant,
+            calibration,
+            ctx.methods,
+            stats,
+            backend.sparse_pattern,
         )
     artifact = backend.build(base, ctx.layers, compressed, fp32)
     return BuiltCandidate(artifact, torch_model, source, compressed)
@@ -149,7 +156,7 @@ def evaluate_candidate(
         "accuracy": accuracy,
         "weight_bytes": float(built.artifact.weight_bytes),
         "file_bytes": float(len(data)),
-        # quantised in the file, decompressed to float by the runtime: smaller, not faster
+        # compressed in the file, run without their kernel (decompressed, dense): not faster
         "float_layers": float(runtime.float_layers(deployed, built.compressed)),
         **check.metrics(),
     }

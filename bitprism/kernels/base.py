@@ -119,9 +119,9 @@ class Backend(Offers, Protocol):
         ...
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
-        """How many quantised matmuls / lookups of ``compressed`` the loaded ``module`` runs in
-        float nevertheless (decompressed at load time), as far as the runtime tells; 0 if it
-        cannot tell."""
+        """How many compressed layers of ``compressed`` the loaded ``module`` runs without their
+        kernel nevertheless (quantised matmuls / lookups decompressed to float at load time,
+        sparse weights run dense), as far as the runtime tells; 0 if it cannot tell."""
         ...
 
     def load(

@@ -60,6 +60,9 @@ class OpenVinoCpuBackend(OnCpu):
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
 
+    def sparse_pattern(self, layer: LayerInfo) -> tuple[int, int] | None:
+        return None  # no sparse kernel: any sparsity is unstructured
+
     def gains_from(self, knob: str) -> bool:
         return knob != "sparsity"  # no sparse kernel for these layers
 

@@ -42,6 +42,9 @@ class OrtCpuBackend(OnCpu):
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
 
+    def sparse_pattern(self, layer: LayerInfo) -> tuple[int, int] | None:
+        return None  # no sparse kernel: any sparsity is unstructured
+
     def gains_from(self, knob: str) -> bool:
         # No sparse kernel: zeros are stored and multiplied like any other weight.
         return knob != "sparsity"

@@ -5,11 +5,14 @@ Linear run by a kernel that exploits its form.
   kernel on the same packed bytes the ONNX export gives MatMulNBits, fp16/bf16 activations.
 - 8 bits: :class:`~bitprism.kernels.torch_ops.W8A8Linear`, an int8 GEMM (``torch._int_mm``)
   with per-channel weight scales and per-token activation scales.
+- Sparsity: the 2:4 pattern (at most 2 non-zeros in every 4 weights along the input), which
+  fp16 / bf16 weights run on the sparse tensor cores through ``to_sparse_semi_structured``
+  (the conversion happens at load: the file holds the dense zeros and names those weights).
+  Unstructured sparsity is not offered: no GPU kernel skips scattered zeros.
 - Low rank: the two factors as two GEMMs, each in its own form.
 - Everything else runs as the fp32 model does, in the job's precision (cuBLAS).
 
-Unstructured sparsity stays out of the space (``gains_from``): no dense GPU kernel skips
-zeros. Convolutions and embeddings are offered no compressed form yet.
+Convolutions and embeddings are offered no compressed form yet.
 
 The artifact is a ``.pt2`` file (``torch.export.save``) holding the program and its
 tensors; ``torch.export.load`` runs it after ``import bitprism.kernels.torch_ops``, which
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -34,6 +38,7 @@ import onnx
 import torch
 from torch import nn
 from torch.export.passes import move_to_device_pass
+from torch.sparse import to_sparse_semi_structured
 from torch.utils._pytree import tree_map
 
 from bitprism.compression.apply import CompressedLayer, Factor, linear_of, set_submodule
@@ -43,6 +48,7 @@ from bitprism.kernels import triton_nbits
 from bitprism.kernels.base import Artifact, DeviceTime, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import export_inputs
 from bitprism.kernels.torch_ops import NBitsLinear, W8A8Linear
+from bitprism.kernels.torch_sparse24 import is_2_4
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 from bitprism.workloads.base import Workload
@@ -54,6 +60,8 @@ DTYPES = {
 }
 NO_GPU = "no CUDA GPU is visible to torch here (torch.cuda.is_available() is False)"
 NO_TRITON = "Triton is not installed: pip install 'bitprism[gpu]'"
+EXTRA = "bitprism.json"  # the .pt2's own record: which weights are 2:4 sparse
+SPARSE_DTYPES = (torch.float16, torch.bfloat16)  # what the semi-structured kernels take
 FLUSH_BYTES = 256 * 1024**2  # larger than any GPU's L2 (Triton's do_bench flushes as much)
 
 
@@ -97,8 +105,13 @@ class TorchCudaBackend:
     def supports_low_rank(self, layer: LayerInfo) -> bool:
         return layer.kind is LayerKind.LINEAR
 
+    def sparse_pattern(self, layer: LayerInfo) -> tuple[int, int] | None:
+        if layer.kind is LayerKind.LINEAR and layer.in_features % 4 == 0:
+            return (2, 4)  # semi-structured sparsity: cuSPARSELt / CUTLASS
+        return None
+
     def gains_from(self, knob: str) -> bool:
-        return knob != "sparsity"
+        return True  # 2:4 sparsity included: the measurement decides what it gains
 
     def input_quant(self, layer: LayerInfo, bits: int, group_size: int) -> InputQuant | None:
         if bits == 8:  # W8A8: symmetric int8 per token, over the whole row (quantize_tokens)
@@ -113,11 +126,13 @@ class TorchCudaBackend:
         source: Workload,
     ) -> Artifact:
         model = copy.deepcopy(source.model).eval()
+        sparse = []
         for layer in layers:
             if layer.name in compressed:
                 set_submodule(model, layer.name, deployed_linear(compressed[layer.name]))
+                sparse += sparse_weights(compressed[layer.name], f"{layer.name}.")
         inputs, dynamic = export_inputs(source)
-        return _artifact(model, inputs, dynamic)
+        return _artifact(model, inputs, dynamic, sparse)
 
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:
         return _tensor_bytes(_layer_module(layer, compressed, None))
@@ -135,10 +150,12 @@ class TorchCudaBackend:
             x = torch.zeros(input_shape, dtype=torch.int64)
         else:
             x = torch.zeros(input_shape)
-        return _artifact(module, (x,), None).data
+        sparse = sparse_weights(compressed, "") if layer.kind is LayerKind.LINEAR else []
+        return _artifact(module, (x,), None, sparse).data
 
     def float_layers(self, module: RuntimeModule, compressed: Mapping[str, CompressedLayer]) -> int:
-        return 0  # every compressed form above runs its own kernel
+        # Quantised forms always run their kernel; a 2:4 weight may not (see load).
+        return module.dense_sparse if isinstance(module, TorchModule) else 0
 
     def load(self, data: bytes, threads: int, precision: Precision = Precision.FP32) -> TorchModule:
         if precision not in DTYPES:
@@ -148,15 +165,18 @@ class TorchCudaBackend:
             raise ValueError(f"torch-cuda cannot run here: {reason}")
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
+        extra = {EXTRA: ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            loaded = torch.export.load(io.BytesIO(data), extra_files=extra)
             # The export records the devices it traced on (an arange's device=cpu): rewritten.
-            program = move_to_device_pass(torch.export.load(io.BytesIO(data)), self.device)
-            module = program.module()
+            module = move_to_device_pass(loaded, self.device).module()
         dtype = DTYPES[precision]
         if dtype is not torch.float32:
             _cast_floats(module, dtype)
-        return TorchModule(module, self.device, dtype)
+        names = json.loads(extra[EXTRA] or "{}").get("sparse_2_4", [])
+        dense = _to_semi_structured(module, names) if dtype in SPARSE_DTYPES else len(names)
+        return TorchModule(module, self.device, dtype, dense)
 
 
 def deployed_linear(layer: CompressedLayer) -> nn.Module:
@@ -166,6 +186,41 @@ def deployed_linear(layer: CompressedLayer) -> nn.Module:
         bias = layer.bias if i == len(layer.factors) - 1 else None
         chain.append(_factor_module(factor, bias))
     return chain[0] if len(chain) == 1 else nn.Sequential(*chain)
+
+
+def sparse_weights(layer: CompressedLayer, prefix: str) -> list[str]:
+    """Names (under ``prefix``) of the weights of ``deployed_linear(layer)`` that hold the 2:4
+    pattern: the unquantised factors of a sparse choice (a quantised one runs its own kernel
+    with the zeros in its codes)."""
+    if layer.choice.sparsity == 0.0:
+        return []
+    many = len(layer.factors) > 1
+    return [
+        f"{prefix}{i}.weight" if many else f"{prefix}weight"
+        for i, factor in enumerate(layer.factors)
+        if factor.quantized is None and is_2_4(factor.weight)
+    ]
+
+
+def _to_semi_structured(module: nn.Module, names: Sequence[str]) -> int:
+    """Each named 2:4 weight of the loaded ``module`` as a semi-structured sparse tensor, which
+    ``aten.linear`` runs on the sparse tensor cores; returns how many stay dense (on the CPU,
+    or a shape the kernels refuse)."""
+    dense = 0
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        parent = module.get_submodule(owner) if owner else module
+        weight = getattr(parent, attr)
+        if not weight.is_cuda:
+            dense += 1
+            continue
+        try:
+            sparse = to_sparse_semi_structured(weight.detach())
+        except (RuntimeError, ValueError):  # e.g. too small for the kernel's tiles
+            dense += 1
+            continue
+        setattr(parent, attr, nn.Parameter(sparse, requires_grad=False))
+    return dense
 
 
 def _factor_module(factor: Factor, bias: torch.Tensor | None) -> nn.Module:
@@ -210,14 +265,19 @@ def _layer_module(
 
 
 def _artifact(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic: tuple[dict, ...] | None
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    dynamic: tuple[dict, ...] | None,
+    sparse: Sequence[str],
 ) -> Artifact:
-    """``model`` exported on ``inputs`` and saved as ``.pt2`` bytes."""
+    """``model`` exported on ``inputs`` and saved as ``.pt2`` bytes, with the names of its
+    ``sparse`` 2:4 weights (the file's ``bitprism.json``) for :meth:`TorchCudaBackend.load`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.export.export(model, inputs, dynamic_shapes=dynamic, strict=False)
         buffer = io.BytesIO()
-        torch.export.save(program, buffer)
+        extra = {EXTRA: json.dumps({"sparse_2_4": sorted(sparse)})}
+        torch.export.save(program, buffer, extra_files=extra)
     return Artifact(buffer.getvalue(), _tensor_bytes(model), ".pt2")
 
 
@@ -250,11 +310,14 @@ class TorchModule(RuntimeModule):
     """A loaded ``torch-cuda`` program: inputs go to its device, outputs come back as fp32 on
     the CPU; a compute ``dtype`` other than fp32 runs under ``torch.autocast``."""
 
-    def __init__(self, program: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, program: nn.Module, device: torch.device, dtype: torch.dtype, dense_sparse: int = 0
+    ) -> None:
         super().__init__()
         self.program = program
         self.device = device
         self.dtype = dtype
+        self.dense_sparse = dense_sparse  # 2:4 weights it runs dense nevertheless
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         outputs = self._run(self._moved(inputs))

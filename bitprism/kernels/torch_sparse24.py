@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bitprism.compression.methods.plain import n_of_m_mask
+
 __all__ = ["Sparse24Linear", "is_2_4", "mask_2_4"]
 
 _SPARSE_DTYPES = (torch.float16, torch.bfloat16)
@@ -25,13 +27,7 @@ def mask_2_4(weight: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: the input width is not a multiple of 4.
     """
-    out_features, in_features = weight.shape
-    if in_features % 4:
-        raise ValueError(f"2:4 sparsity needs an input width divisible by 4, got {in_features}")
-    quads = weight.detach().abs().reshape(out_features, in_features // 4, 4)
-    keep = quads.topk(2, dim=-1).indices
-    mask = torch.zeros_like(quads, dtype=torch.bool).scatter_(-1, keep, True)
-    return mask.reshape(out_features, in_features)
+    return n_of_m_mask(weight, 2, 4)
 
 
 def is_2_4(weight: torch.Tensor) -> bool:

@@ -208,7 +208,8 @@ def _compressed(
     info = dataclasses.replace(layer, name="layer", weight_shape=pruned, prune_units=0)
     weight = torch.randn(pruned, generator=torch.Generator().manual_seed(0))
     bias = torch.zeros(rows) if layer.has_bias else None
-    return info, compress_layer(info, weight, bias, form, backend.input_quant)
+    pattern = backend.sparse_pattern(info)
+    return info, compress_layer(info, weight, bias, form, backend.input_quant, pattern=pattern)
 
 
 def _input_shapes(

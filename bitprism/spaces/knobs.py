@@ -48,12 +48,19 @@ class WeightBits(Knob):
 
 @register_knob
 class Sparsity(Knob):
-    """Unstructured magnitude sparsity."""
+    """The N:M pattern of the backend's sparse kernel, at 1 - N/M, where it has one for the
+    layer; else unstructured magnitude sparsity, which no backend runs faster: it saves nothing
+    (searched only as an extra knob), and a backend that gains from sparsity through its
+    pattern offers none where the pattern does not fit."""
 
     field = "sparsity"
 
     def choices(self, layer: LayerInfo, backend: Offers) -> tuple[Value, ...]:
-        return SPARSITIES
+        pattern = backend.sparse_pattern(layer)
+        if pattern is not None:
+            n, m = pattern
+            return (0.0, 1 - n / m)
+        return (0.0,) if backend.gains_from(self.field) else SPARSITIES
 
 
 @register_knob

@@ -24,6 +24,12 @@ class Offers(Protocol):
         """Whether the layer can be replaced by two factor matmuls."""
         ...
 
+    def sparse_pattern(self, layer: LayerInfo) -> tuple[int, int] | None:
+        """(N, M) when this backend's sparse kernel runs ``layer`` with at most N non-zeros in
+        every M weights along the input (2:4 on NVIDIA GPUs): sparsity is then that pattern,
+        offered at 1 - N/M. None: no pattern for this layer (see ``knobs.Sparsity``)."""
+        ...
+
     def gains_from(self, knob: str) -> bool:
         """Whether the knob (a ``LayerChoice`` field) can save bytes or time on this backend.
 

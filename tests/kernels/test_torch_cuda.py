@@ -6,6 +6,7 @@ the tests marked for CUDA run the real kernels where a GPU is."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from bitprism.evaluators.accuracy import parity, score
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_graph import find_layer_node
 from bitprism.kernels.torch_cuda import NO_GPU, TorchCudaBackend
+from bitprism.kernels.torch_sparse24 import is_2_4
 from bitprism.results import ExportError, SearchResult
 from bitprism.search.driver import run_job
 from bitprism.search.prepare import runnable_backend
@@ -25,6 +27,7 @@ from bitprism.search.schema import TrialRole, TrialState
 from bitprism.search.store import Store
 from bitprism.spaces.candidate import Candidate, LayerChoice
 from bitprism.spaces.layer import LayerKind, discover_layers
+from bitprism.spaces.space import build_space
 from bitprism.workloads import resolve_workload
 from bitprism.workloads.base import Workload
 from tests.fixtures import job_spec, token_mlp
@@ -101,6 +104,36 @@ def test_its_bytes_are_the_layers_forms_plus_the_rest_in_fp32(mixer: Workload, b
     assert artifact.weight_bytes == forms + rest
     fp32 = sum(p.numel() * 4 for p in mixer.model.parameters())
     assert artifact.weight_bytes < 0.6 * fp32
+
+
+def test_2_4_sparsity_is_offered_built_and_named_for_the_sparse_kernel(mixer: Workload) -> None:
+    layers = discover_layers(mixer.model)
+    by_name = {x.name: x for x in layers}
+    assert CPU.sparse_pattern(by_name["head.0"]) == (2, 4)
+    assert CPU.sparse_pattern(by_name["stem.0"]) is None  # a convolution
+    space = build_space(layers, CPU)
+    assert space.values("head.0", "sparsity") == (0.0, 0.5)  # searched by default
+    assert space.values("stem.0", "sparsity") == (0.0,)
+    choices = {
+        "head.0": LayerChoice(sparsity=0.5),  # one dense factor: 2:4
+        "attention.query": LayerChoice(sparsity=0.5, rank_fraction=0.5),  # two factors
+        "attention.key": LayerChoice(sparsity=0.5, weight_bits=4),  # zeros in 4-bit codes
+    }
+    model, compressed = compress_model(
+        mixer.model, layers, Candidate.from_dict(choices), CPU.input_quant,
+        pattern=CPU.sparse_pattern,
+    )  # fmt: skip
+    assert all(is_2_4(f.weight) for c in compressed.values() for f in c.factors)
+    artifact = CPU.build(b"", layers, compressed, mixer)
+    extra = {"bitprism.json": ""}
+    torch.export.load(io.BytesIO(artifact.data), extra_files=extra)
+    named = json.loads(extra["bitprism.json"])["sparse_2_4"]
+    assert named == ["attention.query.0.weight", "attention.query.1.weight", "head.0.weight"]
+    deployed = CPU.load(artifact.data, threads=1)
+    for name in named:  # the names reach the loaded program's weights
+        assert is_2_4(deployed.program.get_parameter(name).detach())
+    assert CPU.float_layers(deployed, compressed) == 3  # on the CPU they run dense
+    assert parity(model, deployed, mixer.calibration).rel_err < 1e-5
 
 
 def test_bf16_runs_under_autocast_close_to_the_candidate(mixer: Workload, built) -> None:  # type: ignore[no-untyped-def]

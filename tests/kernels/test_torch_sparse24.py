@@ -12,6 +12,7 @@ from bitprism.kernels.torch_sparse24 import Sparse24Linear, is_2_4, mask_2_4
 def test_the_mask_keeps_the_two_largest_of_each_four() -> None:
     weight = torch.tensor([[0.1, -3.0, 2.0, 0.5, 4.0, 0.0, -0.2, 1.0]])
     assert mask_2_4(weight).tolist() == [[False, True, True, False, True, False, False, True]]
+    assert mask_2_4(torch.ones(1, 4)).tolist() == [[True, True, False, False]]  # ties: the first
     big = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
     pruned = big * mask_2_4(big)
     assert is_2_4(pruned) and not is_2_4(big)

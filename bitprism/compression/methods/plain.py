@@ -55,6 +55,23 @@ def zero_lowest(weight: torch.Tensor, saliency: torch.Tensor, sparsity: float) -
     return pruned
 
 
+def n_of_m_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """The boolean mask keeping the ``n`` largest |w| of every ``m`` consecutive weights along
+    the input of the 2-D ``weight`` (ties: the first), the N:M pattern sparse tensor cores run
+    (2:4 on NVIDIA GPUs since Ampere).
+
+    Raises:
+        ValueError: the input width is not a multiple of ``m``.
+    """
+    rows, cols = weight.shape
+    if cols % m:
+        raise ValueError(f"{n}:{m} sparsity needs an input width divisible by {m}, got {cols}")
+    groups = weight.detach().abs().reshape(rows, cols // m, m)
+    order = torch.argsort(groups, dim=-1, descending=True, stable=True)
+    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order[..., :n], True)
+    return keep.reshape(rows, cols)
+
+
 @register(MethodKind.QUANTISER, "rtn")
 def round_to_nearest(
     rows: torch.Tensor, bits: int, group_size: int, stats: LayerStats | None = None
