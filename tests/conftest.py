@@ -1,4 +1,5 @@
-"""Shared fixtures: the real digits workload (trained once per session) and its ONNX export."""
+"""Shared fixtures: the real digits workload (trained once per session) and its ONNX export;
+Triton's interpreter where there is no GPU."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Triton kernels run under Triton's interpreter on CPU tensors where there is no CUDA device.
+# The interpreter is chosen when a kernel is defined, so it is switched on here, before any
+# test module (or tests.fixtures, which registers the torch-cuda backend) imports one.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
