@@ -148,7 +148,7 @@ def search(
             spec = JobSpec.from_yaml(spec_file, **updates)
         else:
             spec = build_spec(updates, source="command-line job spec")
-        job = run_job(spec, progress=progress)
+        job = run_job(spec, progress=progress, announce=True)
     console.print(f"job [bold]{job}[/bold] done; store {spec.store}")
     result = _result(job, spec.store)
     print_rows(console, _pareto_table(result), False, False)

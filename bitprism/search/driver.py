@@ -67,8 +67,18 @@ class JobCancelled(RuntimeError):
     """The job was cancelled (``bitprism cancel``) before or while this driver ran it."""
 
 
-def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool = True) -> str:
+def run_job(
+    spec: JobSpec,
+    workload: Workload | None = None,
+    *,
+    progress: bool = True,
+    announce: bool | None = None,
+) -> str:
     """Run (or resume) the job ``spec`` describes until it has ``spec.trials`` finished trials.
+
+    ``progress`` shows the progress bar; ``announce`` prints the job's header and notes (the
+    runtime, a fallback backend, missing timing lanes), with the bar by default: the CLI
+    prints them without one too, so a background job's log keeps them.
 
     Returns the job id. Paths, the store URL, the spec and the model are checked before
     anything is written; a submitted (queued) job that fails these checks is marked failed
@@ -107,7 +117,7 @@ def run_job(spec: JobSpec, workload: Workload | None = None, *, progress: bool =
     with Lease(store, job_id) as lease:
         try:
             store.update_job(job_id, status=JobStatus.PENDING)
-            _search(spec, job, store, inputs, progress)
+            _search(spec, job, store, inputs, progress, progress if announce is None else announce)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and lease.cancelled:
                 store.update_job(job_id, status=JobStatus.CANCELLED, error="cancelled by the user")
@@ -127,6 +137,7 @@ def _search(
     store: Store,
     inputs: tuple[torch.Tensor, ...],
     progress: bool,
+    announce: bool,
 ) -> None:
     """The held job's search: resume checks, repair, guidance, then the trial loop."""
     job_id = spec.job_id or ""
@@ -165,7 +176,7 @@ def _search(
             seeds,
             predictor,
         )
-        loop.run(progress, notes)
+        loop.run(progress, notes, announce)
     finally:
         pool.close()
 

@@ -111,8 +111,10 @@ class SearchLoop:
             None,
         )
 
-    def run(self, progress: bool, notes: tuple[str, ...]) -> None:
-        bar = SearchProgress(self.job_id, self.spec.trials, self.finished, enabled=progress)
+    def run(self, progress: bool, notes: tuple[str, ...], announce: bool = True) -> None:
+        bar = SearchProgress(
+            self.job_id, self.spec.trials, self.finished, enabled=progress, announce=announce
+        )
         asked = self.finished
         try:
             with bar, self.heartbeat:

@@ -17,10 +17,13 @@ from rich.progress import (
 
 
 class SearchProgress:
-    """Context manager around one rich progress task; only its announcements when ``enabled``
-    is False."""
+    """Context manager around one rich progress task (none when ``enabled`` is False), and the
+    lines it announces (none when ``announce`` is False)."""
 
-    def __init__(self, job_id: str, total: int, completed: int, enabled: bool = True) -> None:
+    def __init__(
+        self, job_id: str, total: int, completed: int, enabled: bool = True, announce: bool = True
+    ) -> None:
+        self._announce = announce
         self.failed = 0
         self.unverified = 0
         self.pruned = 0
@@ -44,9 +47,10 @@ class SearchProgress:
         )
 
     def announce(self, text: str) -> None:
-        """Print one line above the bar; without the bar too (a background job's log keeps
-        what the job says of itself: the runtime, a fallback, missing timing lanes)."""
-        self._progress.console.print(text)
+        """Print one line above the bar (or alone without one, so a background job's log keeps
+        what the job says of itself), unless announcements are off."""
+        if self._announce:
+            self._progress.console.print(text)
 
     def __enter__(self) -> SearchProgress:
         self._progress.__enter__()

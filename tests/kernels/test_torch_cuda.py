@@ -208,7 +208,7 @@ def test_a_job_that_falls_back_says_so_in_its_output(
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     spec = job_spec(store_url, tmp_path, backend="torch-cuda", fallback_backend="ort-cpu", trials=1)
-    run_job(spec.model_copy(update={"warm_start": 0}), progress=False)  # no bar: a job's log
+    run_job(spec.model_copy(update={"warm_start": 0}), progress=False, announce=True)  # as CLI
     out = " ".join(capsys.readouterr().out.split())  # unwrapped
     # Trials run on the test's local Ray, which has no GPU (a job without one asks torch).
     assert "torch-cuda cannot run here (the Ray cluster has 0 GPUs" in out
