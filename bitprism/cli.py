@@ -82,7 +82,7 @@ def search(
     ] = None,
     pruner: Annotated[str | None, typer.Option(help="Sparsity method: magnitude, obs.")] = None,
     quantiser: Annotated[str | None, typer.Option(help="Rounding method: rtn, gptq.")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where ONNX artifacts go.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where artifacts go.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads each timed model uses.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size latency is timed at.")] = None,
     backend: Annotated[
@@ -434,7 +434,10 @@ def dashboard(
 @app.command("export")
 def export_cmd(
     job: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="File to write (.onnx; .pt2 for torch-cuda)."),
+    ],
     max_drop_pct: DropPctOpt = None,
     max_drop_abs: DropAbsOpt = None,
     min_speedup: SpeedOpt = None,
@@ -450,7 +453,7 @@ def export_cmd(
     ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
-    """Export the best verified point under the limits to ONNX (default: smallest, not slower)."""
+    """Export the best verified point under the limits (default: smallest, not slower)."""
     from bitprism.workloads.registry import resolve_workload
 
     with _errors():
@@ -494,7 +497,7 @@ def _pareto_table(result: Any) -> Rows:
 
     rows = pareto_rows(result)
     caption = f"speed-up vs fp32 timed in the same passes at {_timed_at(result)}"
-    return f"Pareto front of {result.job_id} (verified ONNX files)", rows, {"caption": caption}
+    return f"Pareto front of {result.job_id} (verified files)", rows, {"caption": caption}
 
 
 def _timed_at(result: Any) -> str:
