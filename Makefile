@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GPU_STAMP := $(VENV)/.installed-gpu
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-gpu clean
 
 # torch is pinned in the same pip command as everything else so that nothing drags in a CUDA build.
 $(STAMP): pyproject.toml
@@ -36,6 +36,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compression_methods.py --workload digits-cnn
 	$(BIN)/python benchmarks/compression_methods.py --workload minilm-stsb
 	$(BIN)/python benchmarks/dashboard_pareto.py
+
+# On a CUDA GPU: the torch-cuda backend's kernels one layer at a time, then whole models.
+bench-gpu: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench,gpu]'
+	$(BIN)/python benchmarks/kernels_gpu.py
+	$(BIN)/python benchmarks/torch_cuda_forms.py
+	$(BIN)/python benchmarks/torch_cuda_forms.py --workload digits-mixer
 
 lint: $(STAMP)
 	$(BIN)/ruff check bitprism tests
