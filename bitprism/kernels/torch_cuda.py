@@ -163,8 +163,6 @@ class TorchCudaBackend:
         reason = self.missing()
         if reason is not None:
             raise ValueError(f"torch-cuda cannot run here: {reason}")
-        if self.device.type == "cpu":
-            torch.set_num_threads(threads)
         extra = {EXTRA: ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,7 +174,7 @@ class TorchCudaBackend:
             _cast_floats(module, dtype)
         names = json.loads(extra[EXTRA] or "{}").get("sparse_2_4", [])
         dense = _to_semi_structured(module, names) if dtype in SPARSE_DTYPES else len(names)
-        return TorchModule(module, self.device, dtype, dense)
+        return TorchModule(module, self.device, dtype, dense, threads)
 
 
 def deployed_linear(layer: CompressedLayer) -> nn.Module:
@@ -311,13 +309,19 @@ class TorchModule(RuntimeModule):
     the CPU; a compute ``dtype`` other than fp32 runs under ``torch.autocast``."""
 
     def __init__(
-        self, program: nn.Module, device: torch.device, dtype: torch.dtype, dense_sparse: int = 0
+        self,
+        program: nn.Module,
+        device: torch.device,
+        dtype: torch.dtype,
+        dense_sparse: int = 0,
+        threads: int = 1,
     ) -> None:
         super().__init__()
         self.program = program
         self.device = device
         self.dtype = dtype
         self.dense_sparse = dense_sparse  # 2:4 weights it runs dense nevertheless
+        self.threads = threads  # CPU threads of a run on the CPU, set around each run
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         outputs = self._run(self._moved(inputs))
@@ -347,13 +351,19 @@ class TorchModule(RuntimeModule):
         return tuple(t.to(self.device) for t in inputs)
 
     def _run(self, inputs: tuple[torch.Tensor, ...]) -> object:
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32
-            ),
-        ):
-            return self.program(*inputs)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":  # the process's own setting is restored after the run
+            torch.set_num_threads(self.threads)
+        try:
+            with (
+                torch.inference_mode(),
+                torch.autocast(
+                    self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32
+                ),
+            ):
+                return self.program(*inputs)
+        finally:
+            torch.set_num_threads(threads)
 
 
 @register_backend("torch-cuda")

@@ -137,8 +137,10 @@ def test_2_4_sparsity_is_offered_built_and_named_for_the_sparse_kernel(mixer: Wo
 
 def test_bf16_runs_under_autocast_close_to_the_candidate(mixer: Workload, built) -> None:  # type: ignore[no-untyped-def]
     model, _, artifact = built
-    deployed = CPU.load(artifact.data, threads=1, precision=Precision.BF16)
+    threads = torch.get_num_threads()
+    deployed = CPU.load(artifact.data, threads=threads + 1, precision=Precision.BF16)
     assert deployed(mixer.calibration[0]).dtype == torch.float32  # returned as fp32
+    assert torch.get_num_threads() == threads  # the process's setting is left alone
     assert parity(model, deployed, mixer.calibration).rel_err < 0.03
     assert score(mixer, deployed) == pytest.approx(score(mixer, model), abs=1.0)
 
