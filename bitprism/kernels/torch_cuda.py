@@ -31,8 +31,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import onnx
 import torch
@@ -48,7 +50,7 @@ from bitprism.kernels import triton_nbits
 from bitprism.kernels.base import Artifact, DeviceTime, RuntimeModule, register_backend
 from bitprism.kernels.onnx_export import export_inputs
 from bitprism.kernels.torch_ops import NBitsLinear, W8A8Linear
-from bitprism.kernels.torch_sparse24 import is_2_4
+from bitprism.kernels.torch_sparse24 import SPARSE_DTYPES, is_2_4
 from bitprism.spaces.candidate import OFF_BITS
 from bitprism.spaces.layer import LayerInfo, LayerKind
 from bitprism.workloads.base import Workload
@@ -61,7 +63,6 @@ DTYPES = {
 NO_GPU = "no CUDA GPU is visible to torch here (torch.cuda.is_available() is False)"
 NO_TRITON = "Triton is not installed: pip install 'bitprism[gpu]'"
 EXTRA = "bitprism.json"  # the .pt2's own record: which weights are 2:4 sparse
-SPARSE_DTYPES = (torch.float16, torch.bfloat16)  # what the semi-structured kernels take
 FLUSH_BYTES = 256 * 1024**2  # larger than any GPU's L2 (Triton's do_bench flushes as much)
 
 
@@ -276,7 +277,7 @@ def _artifact(
         buffer = io.BytesIO()
         extra = {EXTRA: json.dumps({"sparse_2_4": sorted(sparse)})}
         torch.export.save(program, buffer, extra_files=extra)
-    return Artifact(buffer.getvalue(), _tensor_bytes(model), ".pt2")
+    return Artifact(buffer.getvalue(), _tensor_bytes(model), TorchCudaBackend.suffix)
 
 
 def _tensor_bytes(module: nn.Module) -> int:
@@ -297,11 +298,14 @@ def _cast_floats(module: nn.Module, dtype: torch.dtype) -> None:
 
 
 def _driver() -> str:
-    """The CUDA driver's version as torch sees it, e.g. ``12.8``."""
-    version = torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else None
-    if version is None:
+    """The NVIDIA kernel driver's version, e.g. ``580.159.03`` (torch does not report it; the
+    driver's own /proc file does), or ``unknown``."""
+    try:
+        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
+    except (OSError, IndexError):
         return "unknown"
-    return f"{version // 1000}.{version % 1000 // 10}"
+    found = re.search(r"\b\d+\.\d+(?:\.\d+)?\b", first)
+    return found.group(0) if found else "unknown"
 
 
 class TorchModule(RuntimeModule):

@@ -16,9 +16,9 @@ from torch import nn
 
 from bitprism.compression.methods.plain import n_of_m_mask
 
-__all__ = ["Sparse24Linear", "is_2_4", "mask_2_4"]
+__all__ = ["SPARSE_DTYPES", "Sparse24Linear", "is_2_4", "mask_2_4"]
 
-_SPARSE_DTYPES = (torch.float16, torch.bfloat16)
+SPARSE_DTYPES = (torch.float16, torch.bfloat16)  # what the semi-structured kernels take
 
 
 def mask_2_4(weight: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ class Sparse24Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight: torch.Tensor = self.weight
-        if x.is_cuda and x.dtype in _SPARSE_DTYPES and weight.dtype == x.dtype:
+        if x.is_cuda and x.dtype in SPARSE_DTYPES and weight.dtype == x.dtype:
             if self._sparse is None:
                 from torch.sparse import to_sparse_semi_structured
 
