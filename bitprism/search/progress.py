@@ -50,7 +50,7 @@ class SearchProgress:
         """Print one line above the bar (or alone without one, so a background job's log keeps
         what the job says of itself), unless announcements are off."""
         if self._announce:
-            self._progress.console.print(text)
+            self._progress.console.print(text, soft_wrap=True)  # a log file keeps whole lines
 
     def __enter__(self) -> SearchProgress:
         self._progress.__enter__()
