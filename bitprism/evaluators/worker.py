@@ -101,7 +101,7 @@ def build_candidate(ctx: EvalContext, candidate: Candidate) -> BuiltCandidate:
             source, ctx.groups, ctx.unit_order, candidate, ctx.workload.example_inputs
         )
     fp32 = dataclasses.replace(ctx.workload, model=source)
-    if source is not ctx.workload.model:
+    if source is not ctx.workload.model and backend.lowers_onnx:
         base = export_base(fp32)
     calibration = ctx.workload.calibration
     with _one_thread():  # calibrated scales must not depend on who builds (worker or export)

@@ -72,6 +72,7 @@ class Backend(Offers, Protocol):
     version: str  # the runtime's own version: timings are cached per version
     gpus: int  # GPUs each of its tasks needs (Ray's num_gpus); 0 for a CPU runtime
     suffix: str  # its artifacts' file suffix (.onnx, .pt2)
+    lowers_onnx: bool  # whether build rewrites base_onnx (else it exports the model itself)
 
     def missing(self) -> str | None:
         """Why this machine cannot run this backend (no GPU, a package absent), or None."""
@@ -96,8 +97,10 @@ class Backend(Offers, Protocol):
     ) -> Artifact:
         """The deployable artifact: the fp32 model with each compressed layer in this
         backend's real form. ``base_onnx`` is the fp32 export of ``source`` (whose model is
-        the pruned one when units were removed): ONNX backends rewrite it, others export
-        ``source`` their own way. Deterministic: the same inputs give the same bytes."""
+        the pruned one when units were removed) if the backend :attr:`lowers_onnx`; others
+        export ``source`` their own way and get the job's unpruned export, unread, so a pruned
+        candidate is not exported to ONNX for nothing. Deterministic: the same inputs give the
+        same bytes."""
         ...
 
     def layer_bytes(self, layer: LayerInfo, compressed: CompressedLayer) -> int:

@@ -48,6 +48,7 @@ class OpenVinoCpuBackend(OnCpu):
     version = ov.get_version()
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.BF16)
     suffix = ".onnx"
+    lowers_onnx = True
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:

@@ -33,6 +33,7 @@ class OrtCpuBackend(OnCpu):
     version = ort.__version__
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     suffix = ".onnx"
+    lowers_onnx = True
 
     def weight_bits(self, layer: LayerInfo) -> tuple[int, ...]:
         if layer.kind is LayerKind.EMBEDDING and embedding_block(layer.in_features) is None:

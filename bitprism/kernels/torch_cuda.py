@@ -71,6 +71,7 @@ class TorchCudaBackend:
 
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.BF16)
     suffix = ".pt2"
+    lowers_onnx = False  # it exports the (pruned) torch model with torch.export
 
     def __init__(self, device: str = "cuda") -> None:
         self.device = torch.device(device)
@@ -130,6 +131,11 @@ class TorchCudaBackend:
         sparse = []
         for layer in layers:
             if layer.name in compressed:
+                if layer.kind is not LayerKind.LINEAR:  # not offered: weight_bits above
+                    raise ValueError(
+                        f"{self.name} compresses Linear layers only; {layer.name} is a "
+                        f"{layer.kind.value} in form {compressed[layer.name].choice}"
+                    )
                 set_submodule(model, layer.name, deployed_linear(compressed[layer.name]))
                 sparse += sparse_weights(compressed[layer.name], f"{layer.name}.")
         inputs, dynamic = export_inputs(source)

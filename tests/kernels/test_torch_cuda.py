@@ -5,6 +5,7 @@ the tests marked for CUDA run the real kernels where a GPU is."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -14,7 +15,9 @@ import torch
 from torch import nn
 
 from bitprism.compression.apply import compress_model
+from bitprism.compression.structured import find_groups, unit_order
 from bitprism.config import Precision, SpecError
+from bitprism.evaluators import worker
 from bitprism.evaluators.accuracy import parity, score
 from bitprism.kernels.base import get_backend
 from bitprism.kernels.onnx_graph import find_layer_node
@@ -171,6 +174,35 @@ def test_a_layer_alone_is_its_form_including_a_padded_convolution(digits, digits
     torch.testing.assert_close(alone(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_pruned_candidate_is_built_without_an_onnx_export(
+    digits: Workload, digits_onnx: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torch program is exported from the pruned model itself: the pruned ONNX export an ONNX
+    backend needs (seconds on MiniLM) is not made for it."""
+
+    def no_onnx(_: Workload) -> bytes:
+        raise AssertionError("torch-cpu exported a pruned ONNX model it does not read")
+
+    monkeypatch.setattr(worker, "export_base", no_onnx)
+    layers = discover_layers(digits.model)
+    groups, _ = find_groups(digits.model, digits.example_inputs, layers)
+    order = unit_order(digits.model, groups, digits.calibration)
+    ctx = worker.EvalContext(
+        digits, layers, digits_onnx, "torch-cpu", "", 0.05, 1.0, tuple(groups), order
+    )
+    candidate = Candidate.from_dict(  # the forms torch-cuda runs: its convolutions stay fp
+        {"features.2": LayerChoice(keep=0.75), "head.1": LayerChoice(keep=0.5, weight_bits=4)}
+    )
+    built = worker.build_candidate(ctx, candidate)
+    program = torch.export.load(io.BytesIO(built.artifact.data)).module()
+    x = digits.calibration[0][:4]
+    torch.testing.assert_close(program(x), built.torch_model(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(AssertionError, match="does not read"):  # an ONNX backend still does
+        worker.build_candidate(dataclasses.replace(ctx, backend="ort-cpu"), candidate)
+    with pytest.raises(ValueError, match="features.2 is a conv2d"):  # a form it never offers
+        worker.build_candidate(ctx, Candidate.from_dict({"features.2": LayerChoice(weight_bits=8)}))
+
+
 def test_without_a_gpu_the_job_says_so_or_falls_back_as_allowed(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -211,11 +243,12 @@ def test_a_job_that_falls_back_says_so_in_its_output(
         pytest.skip("this machine has a GPU")
     spec = job_spec(store_url, tmp_path, backend="torch-cuda", fallback_backend="ort-cpu", trials=1)
     run_job(spec.model_copy(update={"warm_start": 0}), progress=False, announce=True)  # as CLI
-    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    lines = capsys.readouterr().out.splitlines()  # each announcement whole, as a log keeps it
     # Trials run on the test's local Ray, which has no GPU (a job without one asks torch).
-    assert "torch-cuda cannot run here (the Ray cluster has 0 GPUs" in out
-    assert "searching on ort-cpu instead, as fallback_backend allows" in out
-    assert "in ort-cpu, fp32" in out  # where its latencies come from
+    note = next(line for line in lines if "torch-cuda cannot run here" in line)
+    assert "(the Ray cluster has 0 GPUs" in note
+    assert note.endswith("searching on ort-cpu instead, as fallback_backend allows")
+    assert any(line.endswith("in ort-cpu, fp32") for line in lines)  # where its latencies come from
     record = Store(store_url).job("job")
     assert record is not None and record.spec["backend"] == "ort-cpu"  # what the job ran
 
