@@ -28,7 +28,7 @@ from bitprism.evaluators.latency import timing_inputs
 from bitprism.evaluators.worker import write_artifact
 from bitprism.kernels.base import get_backend
 from bitprism.search.costs import Runner
-from bitprism.search.guidance import guide
+from bitprism.search.guidance import guide, resumed_predictor
 from bitprism.search.heartbeat import LOST, StaleCallback, TrialHeartbeat, storage_options
 from bitprism.search.jobs import create_row, new_job_id
 from bitprism.search.lease import Lease
@@ -36,7 +36,7 @@ from bitprism.search.loop import SearchLoop
 from bitprism.search.parallel import NO_LANES, RayPool, cluster_gpus
 from bitprism.search.prepare import PreparedJob, eval_context, prepare_job, runnable_backend
 from bitprism.search.schema import JobStatus, TrialState
-from bitprism.search.store import ArtifactRecord, Store, optuna_storage
+from bitprism.search.store import ArtifactRecord, JobRecord, Store, optuna_storage
 from bitprism.search.warmstart import Predictor, Seed
 from bitprism.spaces.space import SearchSpace
 from bitprism.workloads.base import Workload, as_tuple
@@ -142,7 +142,7 @@ def _search(
     """The held job's search: resume checks, repair, guidance, then the trial loop."""
     job_id = spec.job_id or ""
     space = _check_resume(store, spec, job, batch=inputs[0].shape[0])
-    job = dataclasses.replace(job, space=space)
+    prepared, job = job, dataclasses.replace(job, space=space)
     record = store.job(job_id)
     assert record is not None  # held by this driver
     storage = optuna_storage(spec.store, **storage_options(_lost_trial(store, job_id)))
@@ -151,17 +151,19 @@ def _search(
     seeds: list[Seed] = []
     predictor: Predictor | None = None
     notes = job.notes
-    room = spec.trials > len(job.space.uniform_seeds())  # else the seeds would not run
+    room = spec.trials > len(prepared.space.uniform_seeds())  # else the seeds would not run
     pool = RayPool(spec.workers, spec.trial_timeout_s, get_backend(spec.backend).gpus)
     notes = notes if pool.lanes else (*notes, NO_LANES)
     try:
+        run = _alone(pool)  # layer forms are timed where trials are
         if spec.warm_start and room and not study.get_trials(deepcopy=False):
-            run = _alone(pool)  # layer forms are timed where trials are
-            guidance = guide(spec, job, inputs, store, progress=progress, run=run)
+            guidance = guide(spec, prepared, inputs, store, progress=progress, run=run)
             job = dataclasses.replace(job, space=guidance.space)
             store.update_job(job_id, space=guidance.space_record())
             seeds, notes = guidance.seeds, (*notes, *guidance.notes())
             predictor = guidance.predictor
+        elif spec.warm_start and _guided(record):  # resumed: screen proposals as before
+            predictor = resumed_predictor(spec, prepared, space, inputs, store, progress, run)
         ctx = eval_context(spec, job)
         store.update_job(job_id, status=JobStatus.RUNNING)
         loop = SearchLoop(
@@ -179,6 +181,12 @@ def _search(
         loop.run(progress, notes, announce)
     finally:
         pool.close()
+
+
+def _guided(record: JobRecord) -> bool:
+    """Whether the stored job's guidance ran (it stored the narrowed space with what it
+    dropped), so a resume has a predictor to rebuild from the store's caches."""
+    return record.space is not None and "dropped" in record.space
 
 
 def _alone(pool: RayPool) -> Runner:

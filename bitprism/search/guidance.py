@@ -84,6 +84,39 @@ def guide(
     Timings and the damage table are cached in ``store``, so a second job on the same model,
     data and space measures neither again. ``run`` runs each timing where the trials are
     timed (:data:`bitprism.search.costs.Runner`)."""
+    damage, costs = _damage_and_costs(spec, job, timing_inputs, store, progress, run)
+    space, dropped = narrow_space(job.space, damage, costs)
+    predictor = Predictor(space, damage, costs, job.groups)
+    seeds = warm_start(predictor, spec.warm_start)
+    return Guidance(space, dropped, seeds, predictor, dict(damage.curvature))
+
+
+def resumed_predictor(
+    spec: JobSpec,
+    job: PreparedJob,
+    searched: SearchSpace,
+    timing_inputs: Sequence[torch.Tensor],
+    store: Store,
+    progress: bool = True,
+    run: Runner = in_process,
+) -> Predictor:
+    """The predictor of a guided job that is resumed, over ``searched`` (the space it stored),
+    so its proposals are screened as before it stopped. ``job`` is the job as prepared anew
+    (its whole space): the damage table and layer timings its guidance measured are read back
+    from ``store``'s caches, and measured again only where missing (another machine's timings)."""
+    damage, costs = _damage_and_costs(spec, job, timing_inputs, store, progress, run)
+    return Predictor(searched, damage, costs, job.groups)
+
+
+def _damage_and_costs(
+    spec: JobSpec,
+    job: PreparedJob,
+    timing_inputs: Sequence[torch.Tensor],
+    store: Store | None,
+    progress: bool,
+    run: Runner,
+) -> tuple[DamageTable, LayerCosts]:
+    """``job``'s damage table and layer costs, from ``store``'s caches where they are."""
     model = job.workload.model
     batches = list(job.workload.calibration[:GUIDANCE_BATCHES])
     structure = Structure(job.groups, job.unit_order)
@@ -108,10 +141,7 @@ def guide(
         costs = job_costs(
             spec, job, timing_inputs, store, on_step=lambda k, n: report("time", k, n), run=run
         )
-        space, dropped = narrow_space(job.space, damage, costs)
-        predictor = Predictor(space, damage, costs, job.groups)
-        seeds = warm_start(predictor, spec.warm_start)
-    return Guidance(space, dropped, seeds, predictor, dict(damage.curvature))
+    return damage, costs
 
 
 def job_costs(

@@ -79,9 +79,10 @@ class SearchLoop:
         self.spec, self.store, self.study, self.space = spec, store, study, space
         self.guided = [seed.candidate for seed in guided]
         self.predictor = predictor
-        self.enqueued: set[str] = set()  # seeds are measured whatever the predictor says
         self.uniform: set[str] = set()  # digests of the uniform seeds (set by _seed)
-        self.queued: set[int] = set()  # trial numbers of the enqueued seeds (set by _seed)
+        # Trial numbers of the enqueued seeds (set by _seed): measured whatever the predictor
+        # says.
+        self.queued: set[int] = set()
         self.measured: list[tuple[int, Prediction]] = []  # (trial number, its prediction)
         self.pruned = 0
         # What the warm start predicted for its seeds, stored with their measurements.
@@ -102,6 +103,15 @@ class SearchLoop:
             r.role is TrialRole.SEARCH and r.state in (TrialState.COMPLETE, TrialState.FAILED)
             for r in records
         )
+        if predictor is not None:  # a resumed job screens against what it already measured
+            self.measured = [
+                (r.number, predictor.predict(r.candidate))
+                for r in records
+                if r.role is TrialRole.SEARCH
+                and r.state is TrialState.COMPLETE
+                and r.verified
+                and r.number is not None
+            ]
         self.reference = next(
             (
                 r
@@ -163,7 +173,6 @@ class SearchLoop:
             seeds = uniform + [seed for seed in self.guided if seed not in uniform]
             for seed in seeds[: self.spec.trials]:
                 self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
-                self.enqueued.add(seed.digest())
         # Optuna numbers a trial when it is enqueued and asks the queue first: these numbers
         # are the seeds' (a resumed job's remaining ones included).
         self.queued = {
@@ -244,11 +253,7 @@ class SearchLoop:
     def _prune(self, trial: optuna.trial.Trial, candidate: Candidate, bar: SearchProgress) -> bool:
         """Store and tell ``trial`` as pruned if a measured trial clearly beats its prediction
         (module docstring); whether it was."""
-        if (
-            self.predictor is None
-            or candidate.digest() in self.enqueued
-            or self.pruned >= self.spec.trials
-        ):
+        if self.predictor is None or trial.number in self.queued or self.pruned >= self.spec.trials:
             return False
         mine = self.predictor.predict(candidate)
         beater = next(

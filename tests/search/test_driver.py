@@ -389,14 +389,19 @@ def test_a_new_job_measures_the_warm_start_after_the_uniform_seeds(
 
 def test_dominated_proposals_are_pruned_unmeasured(store_url, tmp_path) -> None:
     """Random proposals on digits after the seeds: those a measured trial clearly beats by
-    the predictions are stored as pruned with the reason, and do not spend the budget."""
-    spec = job_spec(store_url, tmp_path, workload="digits-cnn", sampler="random", trials=24)
+    the predictions are stored as pruned with the reason, and do not spend the budget. The job
+    stops after 10 trials (mostly seeds) and is resumed: the resumed driver screens the same."""
+    spec = job_spec(store_url, tmp_path, workload="digits-cnn", sampler="random", trials=10)
     run_job(spec, progress=False)
+    before = max(t.number or 0 for t in Store(store_url).trials("job"))
+    run_job(spec.model_copy(update={"trials": 24}), progress=False)
     records = [t for t in Store(store_url).trials("job") if t.role is TrialRole.SEARCH]
     pruned = [t for t in records if t.state is TrialState.PRUNED]
     measured = [t for t in records if t.state in (TrialState.COMPLETE, TrialState.FAILED)]
     assert len(measured) == 24  # pruned proposals are on top of the budget
-    assert pruned, "random proposals on digits always include clearly dominated ones"
+    assert any(t.number is not None and t.number > before for t in pruned), (
+        "random proposals on digits always include clearly dominated ones"
+    )
     by_number = {t.number: t for t in measured}
     for trial in pruned:
         assert trial.artifact is None and "is predicted to beat it clearly" in (trial.error or "")
